@@ -1,0 +1,1 @@
+"""segprep: prepare semantic-segmentation datasets as DeepLab-compatible sharded TFRecords."""

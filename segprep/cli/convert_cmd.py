@@ -1,0 +1,112 @@
+"""`segprep convert DATASET`: the whole chain for a built-in layout, then the registry update."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from segprep.cli.common import fail, load_registry_or_exit, progress_bar, quiet_option, registry_option, report_split_results, resolve_workers, workers_option
+
+LAYOUTS = ("pascal_voc_seg", "camvid", "folder")
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  segprep convert camvid --root SegNet/CamVid --out tfrecords/camvid
+  segprep convert pascal_voc_seg --root VOCdevkit --out tfrecords/voc --label-dir SegmentationClassAug
+  segprep convert folder --root examples/shapes --out tfrecords/shapes --name shapes --split train=0.8 --split val=0.2
+"""
+)
+@click.argument("dataset", type=click.Choice(LAYOUTS))
+@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="The dataset folder.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Where shards and manifests go.")
+@click.option("--splits", default=None, help="Comma-separated splits to write (default: all the layout has; camvid: train,val,test; add trainval).")
+@click.option("--num-shards", type=click.IntRange(min=1), default=None, help="Shards per split (default: max(min(4, N), ceil(bytes/128 MiB))).")
+@click.option("--skip-invalid", is_flag=True, help="Write the valid samples and record the bad ones in the manifest.")
+@click.option("--label-dir", default="SegmentationClass", show_default=True, help="pascal_voc_seg: label folder (e.g. SegmentationClassAug).")
+@click.option("--name", default=None, help="folder: the dataset's registry name (registered if new).")
+@click.option("--split", "split_specs", multiple=True, help="folder: NAME=FRACTION, repeatable (default train=0.9, val=0.1).")
+@click.option("--seed", default=0, show_default=True, help="folder: seed of the random split.")
+@click.option("--class-names", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="folder: class names, one a line (default ROOT/class_names.txt).")
+@click.option("--ignore-label", type=click.IntRange(0, 255), default=255, show_default=True, help="folder: ignore label of a new dataset.")
+@click.option("--colormap", default="pascal", show_default=True, help="folder: colormap of a new dataset.")
+@workers_option
+@quiet_option
+@registry_option
+def convert(
+    dataset: str,
+    root: Path,
+    out_dir: Path,
+    splits: str | None,
+    num_shards: int | None,
+    skip_invalid: bool,
+    label_dir: str,
+    name: str | None,
+    split_specs: tuple[str, ...],
+    seed: int,
+    class_names: Path | None,
+    ignore_label: int,
+    colormap: str,
+    workers: int | None,
+    quiet: bool,
+    registry: Path | None,
+) -> None:
+    """Convert a dataset in a known layout to sharded TFRecords and update the registry."""
+    from segprep.convert import write_layout
+    from segprep.datasets.base import LayoutError
+    from segprep.registry import DatasetEntry, RegistryError, register_dataset
+    from segprep.writer import WriterOptions
+
+    wanted = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
+    reg = load_registry_or_exit(registry)
+    try:
+        if dataset == "folder":
+            layout, entry = _folder_layout(root, reg, name, split_specs, seed, class_names, ignore_label, colormap)
+            if entry.name not in reg.datasets:
+                register_dataset(reg.path, entry)
+        else:
+            entry = reg.get(dataset)
+            if dataset == "camvid":
+                from segprep.datasets.camvid import load_camvid
+
+                layout = load_camvid(root, wanted)
+            else:
+                from segprep.datasets.pascal_voc import load_pascal_voc
+
+                layout = load_pascal_voc(root, label_dir, wanted)
+    except (LayoutError, RegistryError, ValueError) as exc:
+        fail([], str(exc))
+    if wanted:
+        unknown = [s for s in wanted if s not in layout.splits]
+        if unknown:
+            raise click.UsageError(f"unknown split(s) {', '.join(unknown)}; {root} has {', '.join(layout.splits)}")
+        layout.splits = {s: layout.splits[s] for s in wanted}
+    options = WriterOptions(out_dir=out_dir, num_shards=num_shards, skip_invalid=skip_invalid)
+    with progress_bar(quiet) as progress:
+        results = write_layout(layout, entry, options, resolve_workers(workers), progress, reg.path)
+    report_split_results(results, out_dir, quiet)
+
+
+def _folder_layout(root, reg, name, split_specs, seed, class_names, ignore_label, colormap):  # type: ignore[no-untyped-def]
+    """The folder adapter's layout and the registry entry it is written under (new datasets get one)."""
+    from segprep.datasets.folder import load_folder
+    from segprep.ops.labels import LabelPolicy
+    from segprep.registry import DatasetEntry, validate_entry
+    from segprep.splits import parse_fractions
+
+    if not name:
+        raise click.UsageError("convert folder needs --name (the dataset's registry name)")
+    fractions = parse_fractions(list(split_specs) or ["train=0.9", "val=0.1"])
+    if name in reg.datasets:
+        entry = reg.get(name)
+    else:
+        names_file = class_names or root / "class_names.txt"
+        if not names_file.is_file():
+            raise click.UsageError(f"{name!r} is not in the registry: give --class-names FILE (or put class_names.txt in {root})")
+        names = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        raw = DatasetEntry(name, len(names), ignore_label, colormap, names).to_dict()
+        entry = validate_entry(name, raw, names_file)
+    policy = LabelPolicy(num_classes=entry.num_classes, ignore_label=entry.ignore_label)
+    return load_folder(root, policy, fractions, seed), entry

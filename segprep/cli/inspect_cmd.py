@@ -1,0 +1,75 @@
+"""`segprep inspect DIR|DATASET`: what is in a converted dataset, and what is wrong with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from segprep.cli.common import fail, load_registry_or_exit, print_table, registry_option
+
+
+@click.command(
+    "inspect",
+    epilog="""\b
+Examples:
+  segprep inspect tfrecords/camvid
+  segprep inspect camvid --json          # a registered dataset, through its data_dir
+""",
+)
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of tables.")
+@click.option("--dataset", default=None, help="Registry entry for the classes of records without manifests.")
+@registry_option
+def inspect_cmd(target: str, as_json: bool, dataset: str | None, registry: Path | None) -> None:
+    """Per split: records, class-pixel histogram, ignore fraction, out-of-range values, size mismatches, duplicates."""
+    from segprep.inspect import inspect_folder
+    from segprep.registry import RegistryError
+
+    entry = None
+    folder = Path(target)
+    if not folder.is_dir():
+        reg = load_registry_or_exit(registry)
+        try:
+            entry = reg.get(target)
+        except RegistryError as exc:
+            raise click.UsageError(f"{target} is neither a folder nor a registered dataset ({exc})") from None
+        if not entry.data_dir:
+            fail([], f"dataset {target!r} has no data_dir in {reg.path}: convert it first or pass the folder")
+        folder = Path(entry.data_dir)
+    elif dataset:
+        entry = load_registry_or_exit(registry).get(dataset)
+    report = inspect_folder(folder, entry)
+    if not report.splits:
+        fail([], f"{folder}: no TFRecord shards found")
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=1))
+    else:
+        _print(report, folder)
+    problems = [f"{folder}: split {s.split}: label values outside the classes: {report.out_of_range(s)}" for s in report.splits.values() if report.out_of_range(s)]
+    problems += [m for s in report.splits.values() for m in s.size_mismatches]
+    if problems:
+        fail(problems, f"{len(problems)} problem(s) in {folder}")
+
+
+def _print(report, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        [s.split, s.records, s.shards, s.skipped, f"{100 * report.ignore_fraction(s):.2f}%", len(report.out_of_range(s)), len(s.size_mismatches)]
+        for s in report.splits.values()
+    ]
+    title = f"{report.dataset or 'dataset'} in {folder}"
+    print_table(title, ["split", "records", "shards", "skipped", "ignore", "bad values", "size mismatches"], rows)
+    names = report.class_names or [str(i) for i in range(report.num_classes or 0)]
+    if names:
+        header = ["class"] + list(report.splits)
+        rows = []
+        for index, name in enumerate(names):
+            row: list[object] = [f"{index} {name}"]
+            for s in report.splits.values():
+                total = int(s.histogram.sum()) or 1
+                row.append(f"{100 * s.histogram[index] / total:.2f}%")
+            rows.append(row)
+        print_table("class pixels (share of all pixels)", header, rows)
+    if report.duplicates:
+        click.echo(f"{len(report.duplicates)} name(s) in more than one split, e.g. {report.duplicates[0][0]} in {', '.join(report.duplicates[0][1])}")

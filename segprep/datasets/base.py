@@ -1,0 +1,106 @@
+"""What every layout adapter produces: splits of (name, image path, label path) samples."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segprep.ops.labels import LabelPolicy
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image/label pair; `name` becomes image/filename in the record."""
+
+    name: str
+    image: Path
+    label: Path
+
+
+@dataclass(frozen=True)
+class ListProblem:
+    """A problem with a list entry itself (blank line, unknown stem), found before any file is read."""
+
+    split: str
+    where: str  # "file:line"
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+@dataclass
+class DatasetLayout:
+    """A dataset found on disk: its splits in list order, its label rules and the list problems seen."""
+
+    splits: dict[str, list[Sample]]
+    policy: LabelPolicy
+    problems: list[ListProblem] = field(default_factory=list)
+
+    def problems_for(self, split: str) -> list[ListProblem]:
+        return [p for p in self.problems if p.split == split]
+
+
+class LayoutError(ValueError):
+    """The root folder is not in the expected layout; the message says what is missing."""
+
+
+def read_list_lines(path: Path, split: str) -> tuple[list[tuple[int, str]], list[ListProblem]]:
+    """(line number, stripped text) of each entry, and a problem for every blank line inside the list.
+
+    Trailing blank lines at the end of the file are tolerated (editors add them); a blank line
+    between entries is reported, because it usually means a list was concatenated or edited by hand.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return [], [ListProblem(split, str(path), "list file is not UTF-8 text")]
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    entries: list[tuple[int, str]] = []
+    problems: list[ListProblem] = []
+    for number, raw in enumerate(lines, start=1):
+        stripped = raw.strip()
+        if not stripped:
+            problems.append(ListProblem(split, f"{path}:{number}", "blank line in list"))
+        else:
+            entries.append((number, stripped))
+    return entries, problems
+
+
+def find_image(folder: Path, stem: str) -> Path | None:
+    """The image file for a stem, whatever its extension."""
+    for ext in IMAGE_EXTENSIONS:
+        candidate = folder / f"{stem}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def union_split(layout: DatasetLayout, name: str, parts: list[str]) -> None:
+    """Add a split that is the concatenation of others (e.g. trainval = train + val): a list, never copies."""
+    if all(p in layout.splits for p in parts) and name not in layout.splits:
+        layout.splits[name] = [s for p in parts for s in layout.splits[p]]
+        for p in parts:
+            layout.problems.extend(ListProblem(name, q.where, q.reason) for q in layout.problems_for(p))
+
+
+def read_pair_list(list_file: Path, split: str, resolve: Callable[[str], Path]) -> tuple[list[Sample], list[ListProblem]]:
+    """Samples from a list of `IMAGE LABEL` lines; resolve turns each path as written into a real path.
+
+    The sample name is the image file's stem.
+    """
+    entries, problems = read_list_lines(list_file, split)
+    samples: list[Sample] = []
+    for number, text in entries:
+        fields = text.split()
+        if len(fields) != 2:
+            problems.append(ListProblem(split, f"{list_file}:{number}", f"expected 'IMAGE LABEL', got {text!r}"))
+            continue
+        image, label = resolve(fields[0]), resolve(fields[1])
+        samples.append(Sample(image.stem, image, label))
+    return samples, problems

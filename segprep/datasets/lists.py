@@ -1,0 +1,50 @@
+"""Any list files of pairs: `IMAGE LABEL` lines, or one stem per line with image and label folders.
+
+This is what `segprep tfrecord` reads; each list file's stem is the split name (train.txt -> train),
+as DeepLab's build_voc2012_data.py does with ImageSets/Segmentation/*.txt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segprep.datasets.base import DatasetLayout, LayoutError, ListProblem, Sample, find_image, read_list_lines, read_pair_list
+from segprep.ops.labels import LabelPolicy
+
+
+def load_lists(
+    list_files: list[Path],
+    policy: LabelPolicy,
+    root: Path | None = None,
+    image_dir: Path | None = None,
+    label_dir: Path | None = None,
+) -> DatasetLayout:
+    """Pair lines are resolved against root (default: the list's folder); stem lines need image_dir and label_dir."""
+    layout = DatasetLayout({}, policy)
+    for list_file in list_files:
+        split = list_file.stem
+        if split in layout.splits:
+            raise LayoutError(f"{list_file}: a second list for split {split!r}")
+        if not list_file.is_file():
+            raise LayoutError(f"{list_file}: list file not found")
+        base = root or list_file.parent
+        entries, _ = read_list_lines(list_file, split)
+        if entries and len(entries[0][1].split()) == 2:
+            samples, problems = read_pair_list(list_file, split, lambda text: base / text)
+        else:
+            if image_dir is None or label_dir is None:
+                raise LayoutError(f"{list_file}: lists of stems need --image-dir and --label-dir")
+            entries, problems = read_list_lines(list_file, split)
+            samples = []
+            for number, stem in entries:
+                if len(stem.split()) != 1:
+                    problems.append(ListProblem(split, f"{list_file}:{number}", f"expected one stem per line, got {stem!r}"))
+                    continue
+                image = find_image(image_dir, stem)
+                if image is None:
+                    problems.append(ListProblem(split, f"{list_file}:{number}", f"unknown stem {stem!r}: no image {stem}.jpg/.png in {image_dir}"))
+                    continue
+                samples.append(Sample(stem, image, label_dir / f"{stem}.png"))
+        layout.splits[split] = samples
+        layout.problems.extend(problems)
+    return layout

@@ -1,0 +1,161 @@
+"""Statistics of a written dataset: counts, class-pixel histograms, ignore fraction, bad values, duplicates.
+
+Reads the manifests when present (they hold every sample's histogram, so inspecting is instant);
+for folders of records without manifests (e.g. written by DeepLab's own converters) it scans the
+shards, decoding labels and reading image sizes from their headers.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from segprep.formats.example import decode_example
+from segprep.formats.images import ImageFormatError, read_image_info
+from segprep.formats.tfrecord import iter_records
+from segprep.manifest import find_manifests
+
+_SHARD = re.compile(r"(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord")
+
+
+@dataclass
+class SplitStats:
+    """What inspect reports for one split."""
+
+    split: str
+    records: int = 0
+    shards: int = 0
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+    size_mismatches: list[str] = field(default_factory=list)
+    skipped: int = 0
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InspectReport:
+    dataset: str | None
+    num_classes: int | None
+    ignore_label: int | None
+    class_names: list[str] | None
+    splits: dict[str, SplitStats]
+    duplicates: list[tuple[str, list[str]]]
+
+    def out_of_range(self, stats: SplitStats) -> dict[int, int]:
+        if self.num_classes is None:
+            return {}
+        return {
+            int(v): int(stats.histogram[v])
+            for v in np.flatnonzero(stats.histogram)
+            if v >= self.num_classes and v != self.ignore_label
+        }
+
+    def ignore_fraction(self, stats: SplitStats) -> float:
+        total = int(stats.histogram.sum())
+        if not total or self.ignore_label is None:
+            return 0.0
+        return float(stats.histogram[self.ignore_label]) / total
+
+    def to_json(self) -> dict[str, Any]:
+        """The --json document."""
+        names = self.class_names or []
+
+        def label(v: int) -> str:
+            return names[v] if v < len(names) and v != self.ignore_label else str(v)
+
+        return {
+            "dataset": self.dataset,
+            "num_classes": self.num_classes,
+            "ignore_label": self.ignore_label,
+            "splits": {
+                split: {
+                    "records": s.records,
+                    "shards": s.shards,
+                    "skipped": s.skipped,
+                    "class_pixels": {label(int(v)): int(s.histogram[v]) for v in np.flatnonzero(s.histogram)},
+                    "ignore_fraction": self.ignore_fraction(s),
+                    "out_of_range_values": {str(v): n for v, n in self.out_of_range(s).items()},
+                    "size_mismatches": s.size_mismatches,
+                }
+                for split, s in self.splits.items()
+            },
+            "duplicates": [{"name": n, "splits": sp} for n, sp in self.duplicates],
+        }
+
+
+def _from_manifest(manifest: dict[str, Any]) -> SplitStats:
+    stats = SplitStats(manifest["split"], manifest["num_records"], manifest["num_shards"], skipped=len(manifest.get("skipped", [])))
+    for sample in manifest["samples"]:
+        for value, count in sample["histogram"].items():
+            stats.histogram[int(value)] += count
+        stats.names.append(sample["name"])
+    return stats
+
+
+def scan_split(split: str, shards: list[Path]) -> SplitStats:
+    """Statistics of a split read from its records (no manifest): decodes every label."""
+    stats = SplitStats(split, shards=len(shards))
+    for shard in shards:
+        for payload in iter_records(shard):
+            example = decode_example(payload)
+            name = example.get("image/filename", [b"?"])[0].decode(errors="replace")
+            stats.records += 1
+            stats.names.append(name)
+            with Image.open(io.BytesIO(example["image/segmentation/class/encoded"][0])) as label:
+                array = np.asarray(label)
+            if array.ndim != 2:
+                stats.size_mismatches.append(f"{shard.name}: {name}: label has {array.shape[2]} channels")
+                continue
+            stats.histogram += np.bincount(array.ravel(), minlength=256)[:256]
+            try:
+                info = read_image_info(example["image/encoded"][0])
+            except ImageFormatError as exc:
+                stats.size_mismatches.append(f"{shard.name}: {name}: {exc}")
+                continue
+            if (info.height, info.width) != array.shape:
+                stats.size_mismatches.append(f"{shard.name}: {name}: image {info.width}x{info.height}, label {array.shape[1]}x{array.shape[0]}")
+    return stats
+
+
+def find_duplicates(splits: dict[str, SplitStats]) -> list[tuple[str, list[str]]]:
+    """Names found in more than one split.
+
+    A merged split is expected to hold its parts: a pair is exempt when one split contains the
+    other and is named after it (trainval ⊇ train and val, train_extra ⊇ train).
+    """
+    sets = {s: set(st.names) for s, st in splits.items()}
+    seen: dict[str, set[str]] = {}
+    for a, b in combinations(sets, 2):
+        if (sets[a] <= sets[b] and a in b) or (sets[b] <= sets[a] and b in a):
+            continue
+        for name in sets[a] & sets[b]:
+            seen.setdefault(name, set()).update((a, b))
+    return sorted((n, sorted(sp)) for n, sp in seen.items())
+
+
+def inspect_folder(out_dir: Path, entry: Any | None = None) -> InspectReport:
+    """Inspect a folder of shards; entry (a registry DatasetEntry) supplies classes where no manifest does."""
+    manifests = find_manifests(out_dir)
+    splits = {split: _from_manifest(m) for split, m in manifests.items()}
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(out_dir.glob("*.tfrecord")):
+        match = _SHARD.fullmatch(path.name)
+        if match and match["split"] not in splits:
+            groups.setdefault(match["split"], []).append(path)
+    for split, shards in groups.items():
+        splits[split] = scan_split(split, shards)
+    dataset = num_classes = ignore = names = None
+    if manifests:
+        first = next(iter(manifests.values()))
+        dataset = first["dataset"]
+        reg = first["parameters"]["registry_entry"]
+        num_classes, ignore, names = reg["num_classes"], reg["ignore_label"], reg["class_names"]
+    if entry is not None:
+        dataset, num_classes, ignore, names = entry.name, entry.num_classes, entry.ignore_label, entry.class_names
+    return InspectReport(dataset, num_classes, ignore, names, splits, find_duplicates(splits))

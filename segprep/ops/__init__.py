@@ -1,0 +1,1 @@
+"""Operations on label arrays and encoded labels: plain functions, no I/O beyond bytes in and out."""

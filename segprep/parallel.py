@@ -1,0 +1,52 @@
+"""An ordered parallel map over worker processes, or in-process when one worker is asked for."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+
+def default_workers() -> int:
+    """All cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OrderedPool:
+    """Context manager around multiprocessing.Pool whose imap keeps input order.
+
+    Uses fork where available: segprep's parent process holds no threads or TensorFlow state
+    when the pool starts, and fork spares each worker the ~0.2 s of re-importing numpy and PIL.
+    Create the pool before starting a progress bar (whose refresh thread must not be forked).
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._pool: Any = None
+
+    def __enter__(self) -> OrderedPool:
+        if self.workers > 1:
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            self._pool = context.Pool(self.workers)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            if exc[0] is None:
+                self._pool.close()
+            else:
+                self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], total: int) -> Iterator[Any]:
+        """fn over items in order; chunks are small enough to keep both cores busy to the end."""
+        if self._pool is None:
+            return map(fn, items)
+        chunksize = max(1, min(8, total // (self.workers * 8)))
+        return self._pool.imap(fn, items, chunksize)

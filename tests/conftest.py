@@ -1,0 +1,129 @@
+"""Shared fixtures: a private registry copy, small synthetic datasets in each layout, a CLI runner."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_CAMVID = REPO.parent / "shared" / "datasets" / "camvid"
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the built-in registry that the test may change; SEGPREP_REGISTRY points at it."""
+    path = tmp_path / "registry.yaml"
+    shutil.copy(REPO / "dataset_registry.yaml", path)
+    monkeypatch.setenv("SEGPREP_REGISTRY", str(path))
+    return path
+
+
+@pytest.fixture
+def run_cli(registry: Path):
+    """Invoke segprep in-process; returns click's Result (exit_code, stdout, stderr)."""
+    from segprep.cli.main import main
+
+    def run(*args: str):
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return run
+
+
+def random_image(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def random_label(rng: np.random.Generator, width: int, height: int, num_classes: int, ignore: int = 255) -> np.ndarray:
+    label = rng.integers(0, num_classes, (height, width), dtype=np.uint8)
+    label[0, :] = ignore
+    return label
+
+
+def png_bytes(array: np.ndarray, mode: str | None = None, palette: list[int] | None = None) -> bytes:
+    """Encode with PIL; mode "P" makes a palette PNG of the array's values, otherwise the dtype decides."""
+    if mode == "P":
+        image = Image.frombytes("P", (array.shape[1], array.shape[0]), np.ascontiguousarray(array).tobytes())
+        image.putpalette(palette or [v for i in range(256) for v in (i, i, i)])
+    else:
+        image = Image.fromarray(array)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def make_folder_dataset(root: Path, count: int = 10, num_classes: int = 4, seed: int = 0, size: tuple[int, int] = (24, 16)) -> Path:
+    """ROOT/images/*.jpg|png, ROOT/labels/*.png (index PNGs, half of them palette PNGs), class_names.txt."""
+    from segprep.colormaps import builtin_colormap, palette_for_png
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    palette = palette_for_png(builtin_colormap("pascal"))
+    for i in range(count):
+        width, height = size[0] + i % 3, size[1] + i % 2
+        image = random_image(rng, width, height)
+        suffix = ".jpg" if i % 2 else ".png"
+        data = jpeg_bytes(image) if suffix == ".jpg" else png_bytes(image)
+        (root / "images" / f"s{i:03d}{suffix}").write_bytes(data)
+        label = random_label(rng, width, height, num_classes)
+        if i % 2:
+            (root / "labels" / f"s{i:03d}.png").write_bytes(png_bytes(label, "P", palette))
+        else:
+            (root / "labels" / f"s{i:03d}.png").write_bytes(png_bytes(label, "L"))
+    (root / "class_names.txt").write_text("".join(f"class{c}\n" for c in range(num_classes)))
+    return root
+
+
+@pytest.fixture
+def folder_dataset(tmp_path: Path) -> Path:
+    return make_folder_dataset(tmp_path / "data")
+
+
+def make_camvid_layout(root: Path, counts: dict[str, int], seed: int = 0) -> Path:
+    """The SegNet CamVid layout with list files of absolute paths from 'another machine'."""
+    rng = np.random.default_rng(seed)
+    for split, count in counts.items():
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        lines = []
+        for i in range(count):
+            name = f"0001TP_{split}_{i:04d}.png"
+            (root / split / name).write_bytes(png_bytes(random_image(rng, 20, 12)))
+            (root / f"{split}annot" / name).write_bytes(png_bytes(rng.integers(0, 12, (12, 20), dtype=np.uint8), "L"))
+            lines.append(f"/SegNet/CamVid/{split}/{name} /SegNet/CamVid/{split}annot/{name}\n")
+        (root / f"{split}.txt").write_text("".join(lines))
+    return root
+
+
+def read_records(out_dir: Path, split: str) -> list[dict]:
+    """Records of a split parsed with TensorFlow's own reader and parser, in shard order."""
+    import tensorflow as tf
+
+    files = sorted(str(p) for p in out_dir.glob(f"{split}-*"))
+    spec = {
+        "image/encoded": tf.io.FixedLenFeature((), tf.string),
+        "image/filename": tf.io.FixedLenFeature((), tf.string),
+        "image/format": tf.io.FixedLenFeature((), tf.string),
+        "image/height": tf.io.FixedLenFeature((), tf.int64),
+        "image/width": tf.io.FixedLenFeature((), tf.int64),
+        "image/channels": tf.io.FixedLenFeature((), tf.int64),
+        "image/segmentation/class/encoded": tf.io.FixedLenFeature((), tf.string),
+        "image/segmentation/class/format": tf.io.FixedLenFeature((), tf.string),
+    }
+    out = []
+    for record in tf.data.TFRecordDataset(files):
+        parsed = tf.io.parse_single_example(record, spec)
+        out.append({k: v.numpy() for k, v in parsed.items()})
+    return out
