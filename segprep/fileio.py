@@ -31,3 +31,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text), mode="w", encoding="utf-8")
+
+
+def append_file(destination: IO[bytes], source: Path) -> None:
+    """Append source's bytes to an open binary file, in the kernel where it can (copy_file_range)."""
+    destination.flush()
+    with open(source, "rb") as handle:
+        remaining = os.fstat(handle.fileno()).st_size
+        try:
+            while remaining > 0:
+                copied = os.copy_file_range(handle.fileno(), destination.fileno(), remaining)
+                if copied == 0:
+                    break
+                remaining -= copied
+        except (AttributeError, OSError):  # not Linux, or a filesystem that refuses it
+            handle.seek(os.fstat(handle.fileno()).st_size - remaining)
+            remaining = 0
+            while block := handle.read(1 << 20):
+                destination.write(block)
+        if remaining:
+            raise OSError(f"{source}: short copy ({remaining} bytes left)")

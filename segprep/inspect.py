@@ -44,6 +44,7 @@ class InspectReport:
     num_classes: int | None
     ignore_label: int | None
     class_names: list[str] | None
+    colormap: str | list[list[int]] | None
     splits: dict[str, SplitStats]
     duplicates: list[tuple[str, list[str]]]
 
@@ -150,12 +151,12 @@ def inspect_folder(out_dir: Path, entry: Any | None = None) -> InspectReport:
             groups.setdefault(match["split"], []).append(path)
     for split, shards in groups.items():
         splits[split] = scan_split(split, shards)
-    dataset = num_classes = ignore = names = None
+    dataset = num_classes = ignore = names = colormap = None
     if manifests:
         first = next(iter(manifests.values()))
         dataset = first["dataset"]
         reg = first["parameters"]["registry_entry"]
-        num_classes, ignore, names = reg["num_classes"], reg["ignore_label"], reg["class_names"]
+        num_classes, ignore, names, colormap = reg["num_classes"], reg["ignore_label"], reg["class_names"], reg["colormap"]
     if entry is not None:
-        dataset, num_classes, ignore, names = entry.name, entry.num_classes, entry.ignore_label, entry.class_names
-    return InspectReport(dataset, num_classes, ignore, names, splits, find_duplicates(splits))
+        dataset, num_classes, ignore, names, colormap = entry.name, entry.num_classes, entry.ignore_label, entry.class_names, entry.colormap
+    return InspectReport(dataset, num_classes, ignore, names, colormap, splits, find_duplicates(splits))

@@ -43,7 +43,8 @@ def journal_path(out_dir: Path, split: str) -> Path:
 
 def write_json_atomic(path: Path, document: Any) -> None:
     """Write JSON to a temporary file in the same folder and rename it into place."""
-    atomic_write_text(path, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    # No indent: indented output goes through json's pure-Python encoder, ~10x slower on big manifests.
+    atomic_write_text(path, json.dumps(document, ensure_ascii=False) + "\n")
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
@@ -85,6 +86,6 @@ def read_journal(path: Path) -> dict[int, dict[str, Any]]:
 
 def append_journal(path: Path, entry: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as handle:
+        # No fsync: the journal guards against a killed process (the page cache survives it), the
+        # same guarantee the shards themselves have; power loss is out of its scope.
         handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())

@@ -44,9 +44,10 @@ class OrderedPool:
             self._pool.join()
             self._pool = None
 
-    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], total: int) -> Iterator[Any]:
-        """fn over items in order; chunks are small enough to keep both cores busy to the end."""
+    def imap(self, fn: Callable[[Any], Any], items: Iterable[Any], total: int, chunksize: int | None = None) -> Iterator[Any]:
+        """fn over items in order; by default chunks are small enough to keep every core busy to the end."""
         if self._pool is None:
             return map(fn, items)
-        chunksize = max(1, min(8, total // (self.workers * 8)))
+        if chunksize is None:
+            chunksize = max(1, min(8, total // (self.workers * 8)))
         return self._pool.imap(fn, items, chunksize)

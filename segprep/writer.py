@@ -23,7 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from segprep.datasets.base import ListProblem, Sample
+from segprep.fileio import append_file
 from segprep.formats.example import encode_example
 from segprep.formats.images import ImageFormatError, read_image_info
 from segprep.formats.tfrecord import frame_record
@@ -43,6 +46,7 @@ from segprep.ops.labels import LabelError, LabelPolicy, prepare_label
 from segprep.parallel import OrderedPool
 
 DEFAULT_SHARD_BYTES = 128 * 1024 * 1024
+CHUNK_SIZE = 16  # samples per unit of work: small enough for smooth progress and balanced cores
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,8 @@ def encode_sample(sample: Sample, policy: LabelPolicy) -> tuple[bytes, dict[str,
             ("image/segmentation/class/format", b"png"),
         ]
     )
-    histogram = {str(v): int(n) for v, n in enumerate(prepared.histogram) if n}
+    present = np.flatnonzero(prepared.histogram)
+    histogram = dict(zip(map(str, present.tolist()), prepared.histogram[present].tolist()))
     label_entry: dict[str, Any] = {"path": str(sample.label), "sha256": hashlib.sha256(prepared.png).hexdigest()}
     if prepared.conversion:
         label_entry["conversion"] = prepared.conversion
@@ -130,6 +135,28 @@ def encode_sample(sample: Sample, policy: LabelPolicy) -> tuple[bytes, dict[str,
         "histogram": histogram,
     }
     return frame_record(example), entry
+
+
+def encode_chunk(job: tuple[Path, list[Sample]], policy: LabelPolicy) -> tuple[list[dict[str, Any]], list[BadSample]]:
+    """Encode consecutive samples into one file of records (worker side); return their entries and the bad ones."""
+    path, samples = job
+    entries: list[dict[str, Any]] = []
+    bad: list[BadSample] = []
+    with open(path, "wb") as handle:
+        for sample in samples:
+            outcome = encode_sample(sample, policy)
+            if isinstance(outcome, list):
+                bad.extend(outcome)
+            else:
+                record, entry = outcome
+                handle.write(record)
+                entries.append(entry)
+    return entries, bad
+
+
+def _remove_temporaries(out_dir: Path, split: str) -> None:
+    for tmp in out_dir.glob(f".tmp-{split}-*"):
+        tmp.unlink(missing_ok=True)
 
 
 def _read(name: str, path: Path, what: str, bad: list[BadSample]) -> bytes | None:
@@ -224,17 +251,24 @@ def write_split(
     failed = bool(problems) and not options.skip_invalid
     bad: list[BadSample] = list(problems)
     todo = [i for i in range(num_shards) if i not in done]
-    items = [(i, samples[k]) for i in todo for k in ranges[i]]
+    # Work is cut into chunks of consecutive samples inside a shard. A worker writes its chunk's
+    # records to a hidden file and returns only the manifest entries, so record bytes never cross
+    # a pipe; the parent splices chunk files into the shard in order (in the kernel), so the
+    # output is the same whatever the number of workers.
+    jobs = [
+        (i, out_dir / f".tmp-{split}-chunk-{i:05d}-{start:07d}", [samples[k] for k in ranges[i][start : start + CHUNK_SIZE]])
+        for i in todo
+        for start in range(0, len(ranges[i]), CHUNK_SIZE)
+    ]
     remaining = {i: len(ranges[i]) for i in todo}
     entries: dict[int, list[dict[str, Any]]] = {i: [] for i in todo}
     shard_bad: dict[int, list[BadSample]] = {i: [] for i in todo}
     handle = None
-    handle_shard = -1
 
     def finish(i: int) -> None:
-        nonlocal handle, handle_shard
+        nonlocal handle
         tmp = out_dir / temporary_shard_name(split, i, num_shards)
-        if handle is None or handle_shard != i:
+        if handle is None:
             open(tmp, "wb").close()  # a shard with no valid sample is an empty file, as in DeepLab
         else:
             handle.close()
@@ -251,38 +285,38 @@ def write_split(
             },
         )
 
-    encode = functools.partial(encode_sample, policy=policy)
+    encode = functools.partial(encode_chunk, policy=policy)
     try:
+        _remove_temporaries(out_dir, split)
         for i in todo:
             if not remaining[i] and not failed:
                 finish(i)
-        outcomes = pool.imap(encode, (sample for _, sample in items), len(items))
-        for (i, _sample), outcome in zip(items, outcomes):
-            advance(1)
-            remaining[i] -= 1
-            if isinstance(outcome, list):
-                bad.extend(outcome)
-                shard_bad[i].extend(outcome)
+        outcomes = pool.imap(encode, [(path, chunk) for _, path, chunk in jobs], len(jobs), chunksize=1)
+        for (i, path, chunk), (chunk_entries, chunk_bad) in zip(jobs, outcomes):
+            advance(len(chunk))
+            remaining[i] -= len(chunk)
+            if chunk_bad:
+                bad.extend(chunk_bad)
+                shard_bad[i].extend(chunk_bad)
                 if not options.skip_invalid and not failed:
                     failed = True
                     if handle is not None:
                         handle.close()
                         handle = None
-            elif not failed:
-                record, entry = outcome
-                if handle_shard != i or handle is None:
+            if not failed:
+                if handle is None:
                     handle = open(out_dir / temporary_shard_name(split, i, num_shards), "wb")
-                    handle_shard = i
-                handle.write(record)
-                entry["shard"] = i
-                entries[i].append(entry)
+                append_file(handle, path)
+                for entry in chunk_entries:
+                    entry["shard"] = i
+                entries[i].extend(chunk_entries)
+            path.unlink(missing_ok=True)
             if not remaining[i] and not failed:
                 finish(i)
     finally:
         if handle is not None:
             handle.close()
-        for tmp in out_dir.glob(f".tmp-{split}-*"):
-            tmp.unlink(missing_ok=True)
+        _remove_temporaries(out_dir, split)
 
     if failed:
         remove_split(out_dir, split)

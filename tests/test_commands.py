@@ -122,3 +122,24 @@ def test_help_is_cheap_and_shows_examples(run_cli):
     for command in ("convert", "tfrecord", "remove-colormap", "lists", "inspect", "verify"):
         result = run_cli(command, "--help")
         assert result.exit_code == 0 and "Example" in result.output, command
+
+
+def test_preview_panels_are_the_records_image_colour_label_and_overlay(run_cli, folder_dataset, tmp_path):
+    from segprep.colormaps import colorize
+    from segprep.preview import first_records, render_preview
+
+    out = tmp_path / "out"
+    assert run_cli("convert", "folder", "--root", folder_dataset, "--out", out, "--name", "toy", "--split", "train=1").exit_code == 0
+    examples = first_records(sorted(out.glob("train-*")), 1)
+    name = examples[0]["image/filename"][0].decode()
+    label = np.asarray(Image.open(folder_dataset / "labels" / f"{name}.png"))
+    image = np.asarray(Image.open(next((folder_dataset / "images").glob(name + ".*"))).convert("RGB"))
+    height, width = label.shape
+    sheet = np.asarray(render_preview(examples, builtin_colormap("pascal"), 255, row_height=height))
+    colour = colorize(label, builtin_colormap("pascal"), 255)
+    np.testing.assert_array_equal(sheet[:height, :width], image)
+    np.testing.assert_array_equal(sheet[:height, width : 2 * width], colour)
+    np.testing.assert_array_equal(sheet[:height, 2 * width : 3 * width], (0.5 * image + 0.5 * colour).astype(np.uint8))
+    target = tmp_path / "sheet.png"
+    result = run_cli("inspect", out, "--preview", target, "--preview-count", "3")
+    assert result.exit_code == 0 and Image.open(target).size[1] == 3 * (160 + 4)

@@ -148,3 +148,11 @@ def test_corrupt_tfrecord_is_reported_with_offset(tmp_path):
     path.write_bytes(frame_record(b"hello")[:-2])
     with pytest.raises(CorruptRecordError, match="truncated"):
         list(iter_records(path))
+
+
+def test_index_png_lookup_is_applied():
+    labels = np.arange(60, dtype=np.uint8).reshape(6, 10) % 13
+    table = np.arange(256, dtype=np.uint8)
+    table[11] = 255
+    with Image.open(io.BytesIO(encode_index_png(labels, table))) as image:
+        np.testing.assert_array_equal(np.asarray(image), np.where(labels == 11, 255, labels))

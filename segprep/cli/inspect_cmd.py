@@ -16,13 +16,17 @@ from segprep.cli.common import fail, load_registry_or_exit, print_table, registr
 Examples:
   segprep inspect tfrecords/camvid
   segprep inspect camvid --json          # a registered dataset, through its data_dir
+  segprep inspect camvid --preview camvid.png --preview-split val
 """,
 )
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of tables.")
 @click.option("--dataset", default=None, help="Registry entry for the classes of records without manifests.")
+@click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a PNG contact sheet (image | colour label | overlay) of the first records.")
+@click.option("--preview-split", default=None, help="Split to preview (default: the first).")
+@click.option("--preview-count", type=click.IntRange(1, 64), default=6, show_default=True, help="Rows in the preview.")
 @registry_option
-def inspect_cmd(target: str, as_json: bool, dataset: str | None, registry: Path | None) -> None:
+def inspect_cmd(target: str, as_json: bool, dataset: str | None, preview: Path | None, preview_split: str | None, preview_count: int, registry: Path | None) -> None:
     """Per split: records, class-pixel histogram, ignore fraction, out-of-range values, size mismatches, duplicates."""
     from segprep.inspect import inspect_folder
     from segprep.registry import RegistryError
@@ -47,6 +51,8 @@ def inspect_cmd(target: str, as_json: bool, dataset: str | None, registry: Path 
         click.echo(json.dumps(report.to_json(), indent=1))
     else:
         _print(report, folder)
+    if preview is not None:
+        _write_preview(report, folder, preview, preview_split, preview_count)
     problems = [f"{folder}: split {s.split}: label values outside the classes: {report.out_of_range(s)}" for s in report.splits.values() if report.out_of_range(s)]
     problems += [m for s in report.splits.values() for m in s.size_mismatches]
     if problems:
@@ -73,3 +79,17 @@ def _print(report, folder: Path) -> None:  # type: ignore[no-untyped-def]
         print_table("class pixels (share of all pixels)", header, rows)
     if report.duplicates:
         click.echo(f"{len(report.duplicates)} name(s) in more than one split, e.g. {report.duplicates[0][0]} in {', '.join(report.duplicates[0][1])}")
+
+
+def _write_preview(report, folder: Path, target: Path, split: str | None, count: int) -> None:  # type: ignore[no-untyped-def]
+    from segprep.colormaps import resolve_colormap
+    from segprep.fileio import atomic_write
+    from segprep.preview import first_records, render_preview
+
+    split = split or next(iter(report.splits))
+    if split not in report.splits:
+        raise click.UsageError(f"no split {split!r} in {folder} (has {', '.join(report.splits)})")
+    colormap = resolve_colormap(report.colormap or "pascal")
+    sheet = render_preview(first_records(sorted(folder.glob(f"{split}-*.tfrecord")), count), colormap, report.ignore_label or 255)
+    atomic_write(target, lambda handle: sheet.save(handle, "PNG"))
+    click.echo(f"preview of {split} ({min(count, report.splits[split].records)} records): {target}")

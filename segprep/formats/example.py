@@ -11,6 +11,7 @@ Feature{1: BytesList{1: repeated bytes} | 2: FloatList{1: packed float} | 3: Int
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable
 
@@ -31,26 +32,42 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _feature(value: bytes | int) -> bytes:
-    if isinstance(value, bytes):
-        return _field(1, _field(1, value))
-    if isinstance(value, int):
-        return _field(3, _field(1, _varint(value)))
-    raise TypeError(f"unsupported feature value {type(value).__name__}")
+def _header(number: int, length: int) -> bytes:
+    return _varint(number << 3 | 2) + _varint(length)
 
 
 def encode_example(features: Iterable[tuple[str, bytes | int]]) -> bytes:
     """Serialise (key, value) pairs, in the given order, as a tf.train.Example.
 
-    A bytes value becomes a one-element BytesList, an int a one-element Int64List.
+    A bytes value becomes a one-element BytesList, an int a one-element Int64List. Headers are
+    computed from lengths and everything is joined once, so large image bytes are copied once.
     """
-    entries = b"".join(_field(1, _field(1, key.encode()) + _field(2, _feature(value))) for key, value in features)
-    return _field(1, entries)
+    parts: list[bytes] = []
+    total = 0
+    for key, value in features:
+        if isinstance(value, bytes):
+            payload, kind = value, 1  # BytesList.value
+        elif isinstance(value, int):
+            payload, kind = _varint(value), 3  # Int64List.value, packed
+        else:
+            raise TypeError(f"unsupported feature value {type(value).__name__}")
+        value_header = _header(1, len(payload))
+        list_len = len(value_header) + len(payload)
+        list_header = _header(kind, list_len)
+        feature_len = len(list_header) + list_len
+        prefix = _key_prefix(key) + _header(2, feature_len) + list_header + value_header
+        entry_len = len(prefix) + len(payload)
+        entry_header = _header(1, entry_len)  # Features.feature map entry
+        parts += (entry_header, prefix, payload)
+        total += len(entry_header) + entry_len
+    return _header(1, total) + b"".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _key_prefix(key: str) -> bytes:
+    """The map entry's key field; the same few keys recur in every record."""
+    encoded = key.encode()
+    return _header(1, len(encoded)) + encoded
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
