@@ -9,7 +9,6 @@ re-reading the shards it already finished.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any

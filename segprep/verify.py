@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 from segprep.formats.example import decode_example
 from segprep.formats.tfrecord import CorruptRecordError, iter_records
-from segprep.manifest import find_manifests, journal_path, shard_pattern
+from segprep.manifest import find_manifests, shard_pattern
 
 # The SPEC §2 keys, in the order segprep writes them.
 EXAMPLE_KEYS = (

@@ -56,7 +56,7 @@ def convert(
     """Convert a dataset in a known layout to sharded TFRecords and update the registry."""
     from segprep.convert import write_layout
     from segprep.datasets.base import LayoutError
-    from segprep.registry import DatasetEntry, RegistryError, register_dataset
+    from segprep.registry import RegistryError, register_dataset
     from segprep.writer import WriterOptions
 
     wanted = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
