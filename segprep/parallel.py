@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -14,6 +16,21 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker soon after its parent dies (e.g. kill -9).
+
+    Without it, orphaned workers finish their current task and print broken-pipe tracebacks,
+    and could still be writing temporary files while a re-run starts.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 class OrderedPool:
@@ -32,7 +49,7 @@ class OrderedPool:
         if self.workers > 1:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            self._pool = context.Pool(self.workers)
+            self._pool = context.Pool(self.workers, initializer=_exit_with_parent, initargs=(os.getpid(),))
         return self
 
     def __exit__(self, *exc: object) -> None:

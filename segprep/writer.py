@@ -137,9 +137,13 @@ def encode_sample(sample: Sample, policy: LabelPolicy) -> tuple[bytes, dict[str,
     return frame_record(example), entry
 
 
-def encode_chunk(job: tuple[Path, list[Sample]], policy: LabelPolicy) -> tuple[list[dict[str, Any]], list[BadSample]]:
-    """Encode consecutive samples into one file of records (worker side); return their entries and the bad ones."""
-    path, samples = job
+def encode_chunk(job: tuple[Path, list[Sample], int], policy: LabelPolicy) -> tuple[list[dict[str, Any]], list[BadSample]]:
+    """Encode consecutive samples into one file of records (worker side); return their entries and the bad ones.
+
+    If the parent died meanwhile (kill -9), remove the file and leave quietly instead of
+    failing to send the result with a broken-pipe traceback.
+    """
+    path, samples, parent_pid = job
     entries: list[dict[str, Any]] = []
     bad: list[BadSample] = []
     with open(path, "wb") as handle:
@@ -151,6 +155,9 @@ def encode_chunk(job: tuple[Path, list[Sample]], policy: LabelPolicy) -> tuple[l
                 record, entry = outcome
                 handle.write(record)
                 entries.append(entry)
+    if os.getppid() != parent_pid and os.getpid() != parent_pid:
+        path.unlink(missing_ok=True)
+        os._exit(1)
     return entries, bad
 
 
@@ -256,7 +263,7 @@ def write_split(
     # a pipe; the parent splices chunk files into the shard in order (in the kernel), so the
     # output is the same whatever the number of workers.
     jobs = [
-        (i, out_dir / f".tmp-{split}-chunk-{i:05d}-{start:07d}", [samples[k] for k in ranges[i][start : start + CHUNK_SIZE]])
+        (i, out_dir / f".tmp-{split}-chunk-{os.getpid()}-{i:05d}-{start:07d}", [samples[k] for k in ranges[i][start : start + CHUNK_SIZE]])
         for i in todo
         for start in range(0, len(ranges[i]), CHUNK_SIZE)
     ]
@@ -291,7 +298,7 @@ def write_split(
         for i in todo:
             if not remaining[i] and not failed:
                 finish(i)
-        outcomes = pool.imap(encode, [(path, chunk) for _, path, chunk in jobs], len(jobs), chunksize=1)
+        outcomes = pool.imap(encode, [(path, chunk, os.getpid()) for _, path, chunk in jobs], len(jobs), chunksize=1)
         for (i, path, chunk), (chunk_entries, chunk_bad) in zip(jobs, outcomes):
             advance(len(chunk))
             remaining[i] -= len(chunk)
