@@ -85,13 +85,15 @@ def verify_output(out_dir: Path, pool: Any, advance: Any = lambda n: None) -> Ve
     jobs: list[tuple[str, Path, list[dict[str, Any]]]] = []
     for split, manifest in manifests.items():
         listed = {s["file"] for s in manifest["shards"]}
-        for shard in manifest["shards"]:
+        by_shard: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(manifest["shards"]))}
+        for entry in manifest["samples"]:
+            by_shard.setdefault(entry["shard"], []).append(entry)
+        for index, shard in enumerate(manifest["shards"]):
             path = out_dir / shard["file"]
-            samples = [e for e in manifest["samples"] if e["shard"] == manifest["shards"].index(shard)]
             if not path.is_file():
                 report.problems.append(f"{path}: shard listed in {split}.manifest.json is missing")
                 continue
-            jobs.append((split, path, samples))
+            jobs.append((split, path, by_shard[index]))
         pattern = shard_pattern(split)
         for path in sorted(out_dir.iterdir()):
             if pattern.fullmatch(path.name) and path.name not in listed:

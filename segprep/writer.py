@@ -373,7 +373,8 @@ def remove_split(out_dir: Path, split: str) -> None:
     """Delete every shard, temporary file, journal and manifest of a split."""
     pattern = shard_pattern(split)
     for path in list(out_dir.iterdir()):
-        if pattern.fullmatch(path.name) or path.name.startswith(f".tmp-{split}-"):
+        if pattern.fullmatch(path.name):
             path.unlink(missing_ok=True)
+    _remove_temporaries(out_dir, split)
     manifest_path(out_dir, split).unlink(missing_ok=True)
     journal_path(out_dir, split).unlink(missing_ok=True)
