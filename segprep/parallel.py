@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import threading
@@ -31,6 +32,18 @@ def _exit_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _call_while_parent_lives(fn: Callable[[Any], Any], parent_pid: int, item: Any) -> Any:
+    """Run one task; if the parent died meanwhile, leave quietly instead of failing to send the result.
+
+    Complements the watchdog thread, which only polls: a task that ends just after the parent's
+    death would otherwise print a broken-pipe traceback from the pool's result pipe.
+    """
+    result = fn(item)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    return result
 
 
 class OrderedPool:
@@ -67,4 +80,5 @@ class OrderedPool:
             return map(fn, items)
         if chunksize is None:
             chunksize = max(1, min(8, total // (self.workers * 8)))
-        return self._pool.imap(fn, items, chunksize)
+        guarded = functools.partial(_call_while_parent_lives, fn, os.getpid())
+        return self._pool.imap(guarded, items, chunksize)

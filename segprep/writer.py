@@ -137,13 +137,9 @@ def encode_sample(sample: Sample, policy: LabelPolicy) -> tuple[bytes, dict[str,
     return frame_record(example), entry
 
 
-def encode_chunk(job: tuple[Path, list[Sample], int], policy: LabelPolicy) -> tuple[list[dict[str, Any]], list[BadSample]]:
-    """Encode consecutive samples into one file of records (worker side); return their entries and the bad ones.
-
-    If the parent died meanwhile (kill -9), remove the file and leave quietly instead of
-    failing to send the result with a broken-pipe traceback.
-    """
-    path, samples, parent_pid = job
+def encode_chunk(job: tuple[Path, list[Sample]], policy: LabelPolicy) -> tuple[list[dict[str, Any]], list[BadSample]]:
+    """Encode consecutive samples into one file of records (worker side); return their entries and the bad ones."""
+    path, samples = job
     entries: list[dict[str, Any]] = []
     bad: list[BadSample] = []
     with open(path, "wb") as handle:
@@ -155,9 +151,6 @@ def encode_chunk(job: tuple[Path, list[Sample], int], policy: LabelPolicy) -> tu
                 record, entry = outcome
                 handle.write(record)
                 entries.append(entry)
-    if os.getppid() != parent_pid and os.getpid() != parent_pid:
-        path.unlink(missing_ok=True)
-        os._exit(1)
     return entries, bad
 
 
@@ -298,7 +291,7 @@ def write_split(
         for i in todo:
             if not remaining[i] and not failed:
                 finish(i)
-        outcomes = pool.imap(encode, [(path, chunk, os.getpid()) for _, path, chunk in jobs], len(jobs), chunksize=1)
+        outcomes = pool.imap(encode, [(path, chunk) for _, path, chunk in jobs], len(jobs), chunksize=1)
         for (i, path, chunk), (chunk_entries, chunk_bad) in zip(jobs, outcomes):
             advance(len(chunk))
             remaining[i] -= len(chunk)

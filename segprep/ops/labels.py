@@ -87,16 +87,11 @@ def format_colors(unknown: dict[tuple[int, int, int], int], limit: int = 8) -> s
     return text
 
 
-def decode_label_array(data: bytes) -> tuple[np.ndarray, str]:
-    """Decode label bytes to an array and the PIL mode, with one-line reasons for what cannot be a label."""
-    array, mode, _ = decode_label(data)
-    return array, mode
-
-
 def decode_label(data: bytes) -> tuple[np.ndarray, str, np.ndarray | None]:
-    """Like decode_label_array, plus the 256-bin value histogram for single-channel labels.
+    """Decode label bytes to (array, PIL mode, 256-bin histogram for L/P labels, else None).
 
-    The histogram comes from PIL's C histogram, which is ~4x cheaper than np.bincount here.
+    Raises LabelError with a one-line reason for what cannot be a label. The histogram comes
+    from PIL's C histogram, which is ~4x cheaper than np.bincount here.
     """
     kind = sniff_format(data)
     if kind != "png":
@@ -143,14 +138,13 @@ def prepare_label(data: bytes, policy: LabelPolicy) -> PreparedLabel:
         raise LabelError(f"label PNG in mode {mode}; expected a single-channel 8-bit index PNG")
     height, width = array.shape[:2]
     assert histogram is not None
-    table = policy.lookup_table()
-    if table is not None and histogram[[s for s, _ in policy.remap]].any():
+    table = None
+    if policy.remap and histogram[[s for s, _ in policy.remap]].any():
+        table = policy.lookup_table()
         remapped = np.zeros(256, dtype=np.int64)
         np.add.at(remapped, table, histogram)  # remap the 256 counts, not the pixels
         histogram = remapped
         conversion = "remap " + ", ".join(f"{s}→{t}" for s, t in policy.remap) if conversion is None else conversion + " + remap"
-    else:
-        table = None
     bad = out_of_range_values(histogram, policy)
     if bad:
         raise LabelError(f"label values outside {policy.valid_values_text()}: {format_values(bad)}")

@@ -12,7 +12,7 @@ import numpy as np
 
 from segprep.colormaps import colors_to_index
 from segprep.formats.png import encode_index_png
-from segprep.ops.labels import LabelError, decode_label_array, format_colors
+from segprep.ops.labels import LabelError, decode_label, format_colors
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class ColormapRemoval:
 
 def remove_colormap(data: bytes, how: ColormapRemoval) -> tuple[bytes, str]:
     """The index PNG for one label file and what was done ('palette', 'rgb' or 'unchanged')."""
-    array, mode = decode_label_array(data)
+    array, mode, _ = decode_label(data)
     if mode == "L":
         return data, "unchanged"
     if mode == "P":
