@@ -8,7 +8,7 @@ import click
 
 from segprep.cli.common import fail, load_registry_or_exit, progress_bar, quiet_option, registry_option, report_split_results, resolve_workers, workers_option
 
-LAYOUTS = ("pascal_voc_seg", "camvid", "folder")
+LAYOUTS = ("pascal_voc_seg", "cityscapes", "camvid", "kitti_road", "ade20k", "labelme", "folder")
 
 
 @click.command(
@@ -16,6 +16,11 @@ LAYOUTS = ("pascal_voc_seg", "camvid", "folder")
 Examples:
   segprep convert camvid --root SegNet/CamVid --out tfrecords/camvid
   segprep convert pascal_voc_seg --root VOCdevkit --out tfrecords/voc --label-dir SegmentationClassAug
+  segprep convert cityscapes --root cityscapes --out tfrecords/cityscapes
+  segprep convert cityscapes --root cityscapes --out tfrecords/cityscapes_car --classes car
+  segprep convert kitti_road --root data_road --out tfrecords/kitti_road
+  segprep convert ade20k --root ADEChallengeData2016 --out tfrecords/ade20k
+  segprep convert labelme --root voc_from_labelme --out tfrecords/mine --name mine
   segprep convert folder --root examples/shapes --out tfrecords/shapes --name shapes --split train=0.8 --split val=0.2
 """
 )
@@ -26,12 +31,13 @@ Examples:
 @click.option("--num-shards", type=click.IntRange(min=1), default=None, help="Shards per split (default: max(min(4, N), ceil(bytes/128 MiB))).")
 @click.option("--skip-invalid", is_flag=True, help="Write the valid samples and record the bad ones in the manifest.")
 @click.option("--label-dir", default="SegmentationClass", show_default=True, help="pascal_voc_seg: label folder (e.g. SegmentationClassAug).")
-@click.option("--name", default=None, help="folder: the dataset's registry name (registered if new).")
+@click.option("--name", default=None, help="folder, labelme: the dataset's registry name (registered if new); cityscapes --classes: default cityscapes_<classes>.")
+@click.option("--classes", default=None, help="cityscapes: a subset dataset of these classes (e.g. car or person,rider): 1..k, all others 0.")
 @click.option("--split", "split_specs", multiple=True, help="folder: NAME=FRACTION, repeatable (default train=0.9, val=0.1).")
-@click.option("--seed", default=0, show_default=True, help="folder: seed of the random split.")
+@click.option("--seed", default=0, show_default=True, help="folder, kitti_road: seed of the random split.")
 @click.option("--class-names", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="folder: class names, one a line (default ROOT/class_names.txt).")
 @click.option("--ignore-label", type=click.IntRange(0, 255), default=255, show_default=True, help="folder: ignore label of a new dataset.")
-@click.option("--colormap", default="pascal", show_default=True, help="folder: colormap of a new dataset.")
+@click.option("--colormap", default="pascal", show_default=True, help="folder, labelme: colormap of a new dataset.")
 @workers_option
 @quiet_option
 @registry_option
@@ -44,6 +50,7 @@ def convert(
     skip_invalid: bool,
     label_dir: str,
     name: str | None,
+    classes: str | None,
     split_specs: tuple[str, ...],
     seed: int,
     class_names: Path | None,
@@ -66,16 +73,16 @@ def convert(
             layout, entry = _folder_layout(root, reg, name, split_specs, seed, class_names, ignore_label, colormap)
             if entry.name not in reg.datasets:
                 register_dataset(reg.path, entry)
+        elif dataset == "labelme":
+            layout, entry = _labelme_layout(root, reg, name, colormap, wanted)
+            register_dataset(reg.path, entry)
+        elif dataset == "cityscapes":
+            layout, entry = _cityscapes_layout(root, reg, name, classes, wanted, workers, quiet)
+            if entry.name not in reg.datasets:
+                register_dataset(reg.path, entry)
         else:
             entry = reg.get(dataset)
-            if dataset == "camvid":
-                from segprep.datasets.camvid import load_camvid
-
-                layout = load_camvid(root, wanted)
-            else:
-                from segprep.datasets.pascal_voc import load_pascal_voc
-
-                layout = load_pascal_voc(root, label_dir, wanted)
+            layout = _builtin_layout(dataset, root, wanted, label_dir, seed)
     except (LayoutError, RegistryError, ValueError) as exc:
         fail([], str(exc))
     if wanted:
@@ -110,3 +117,53 @@ def _folder_layout(root, reg, name, split_specs, seed, class_names, ignore_label
         entry = validate_entry(name, raw, names_file)
     policy = LabelPolicy(num_classes=entry.num_classes, ignore_label=entry.ignore_label)
     return load_folder(root, policy, fractions, seed), entry
+
+
+def _builtin_layout(dataset: str, root: Path, wanted: list[str] | None, label_dir: str, seed: int):  # type: ignore[no-untyped-def]
+    """The adapter of a built-in layout whose registry entry is fixed."""
+    if dataset == "camvid":
+        from segprep.datasets.camvid import load_camvid
+
+        return load_camvid(root, wanted)
+    if dataset == "kitti_road":
+        from segprep.datasets.kitti_road import load_kitti_road
+
+        return load_kitti_road(root, wanted, seed)
+    if dataset == "ade20k":
+        from segprep.datasets.ade20k import load_ade20k
+
+        return load_ade20k(root, wanted)
+    from segprep.datasets.pascal_voc import load_pascal_voc
+
+    return load_pascal_voc(root, label_dir, wanted)
+
+
+def _labelme_layout(root, reg, name, colormap, wanted):  # type: ignore[no-untyped-def]
+    """The VOC layout `segprep labelme` wrote, under the registry name the user gives."""
+    from segprep.datasets.labelme import load_labelme_voc
+    from segprep.registry import DatasetEntry, validate_entry
+
+    if not name:
+        raise click.UsageError("convert labelme needs --name (the dataset's registry name)")
+    layout, names = load_labelme_voc(root, wanted)
+    previous = reg.datasets.get(name)
+    raw = DatasetEntry(name, len(names), layout.policy.ignore_label, colormap, names).to_dict()
+    if previous is not None:
+        raw["class_weights"] = previous.class_weights if previous.class_names == names else None
+    return layout, validate_entry(name, raw, root / "class_names.txt")
+
+
+def _cityscapes_layout(root, reg, name, classes, wanted, workers, quiet):  # type: ignore[no-untyped-def]
+    """Cityscapes with its trainIds (made from the polygons where missing), optionally as a class subset."""
+    from segprep.datasets.cityscapes import load_cityscapes, subset_entry
+    from segprep.trainids import generate_missing_trainids
+
+    chosen = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    bad = generate_missing_trainids(root, resolve_workers(workers), quiet)
+    if bad:
+        fail(bad, f"{len(bad)} Cityscapes annotation(s) could not be turned into trainIds; nothing written")
+    layout = load_cityscapes(root, wanted, chosen)
+    entry = subset_entry(chosen, name) if chosen else reg.get("cityscapes")
+    if chosen and entry.name in reg.datasets:
+        entry = reg.get(entry.name)
+    return layout, entry

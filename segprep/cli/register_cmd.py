@@ -1,0 +1,11 @@
+"""`segprep register`. STUB."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("register")
+def register() -> None:
+    """Not yet."""
+    raise click.UsageError("not yet")
