@@ -36,6 +36,16 @@ class SplitStats:
     size_mismatches: list[str] = field(default_factory=list)
     skipped: int = 0
     names: list[str] = field(default_factory=list)
+    # (values, counts) of each record's label, for statistics that need per-image presence.
+    per_sample: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def presence_pixels(self, ignore_label: int | None) -> np.ndarray:
+        """Per value: labelled (non-ignored) pixels of the records in which the value occurs."""
+        presence = np.zeros(256, dtype=np.int64)
+        for values, counts in self.per_sample:
+            labelled = counts[values != ignore_label]
+            presence[values[values != ignore_label]] += int(labelled.sum())
+        return presence
 
 
 @dataclass
@@ -93,8 +103,10 @@ class InspectReport:
 def _from_manifest(manifest: dict[str, Any]) -> SplitStats:
     stats = SplitStats(manifest["split"], manifest["num_records"], manifest["num_shards"], skipped=len(manifest.get("skipped", [])))
     for sample in manifest["samples"]:
-        for value, count in sample["histogram"].items():
-            stats.histogram[int(value)] += count
+        values = np.fromiter(map(int, sample["histogram"]), dtype=np.int64, count=len(sample["histogram"]))
+        counts = np.fromiter(sample["histogram"].values(), dtype=np.int64, count=len(values))
+        stats.histogram[values] += counts
+        stats.per_sample.append((values, counts))
         stats.names.append(sample["name"])
     return stats
 
@@ -113,7 +125,10 @@ def scan_split(split: str, shards: list[Path]) -> SplitStats:
             if array.ndim != 2:
                 stats.size_mismatches.append(f"{shard.name}: {name}: label has {array.shape[2]} channels")
                 continue
-            stats.histogram += np.bincount(array.ravel(), minlength=256)[:256]
+            counts = np.bincount(array.ravel(), minlength=256)[:256]
+            stats.histogram += counts
+            present = np.flatnonzero(counts)
+            stats.per_sample.append((present, counts[present]))
             try:
                 info = read_image_info(example["image/encoded"][0])
             except ImageFormatError as exc:

@@ -243,3 +243,17 @@ def register_dataset(path: Path, entry: DatasetEntry) -> None:
             existing[key] = _flow(value) if key in ("splits", "colormap", "class_weights") else value
 
     _rewrite(path, change)
+
+
+def set_class_weights(path: Path, name: str, weights: list[float] | None) -> None:
+    """Set (or clear, with None) a dataset's class weights; validated against its class count."""
+
+    def change(datasets) -> None:  # type: ignore[no-untyped-def]
+        if name not in datasets:
+            raise RegistryError(f"{path}: no dataset {name!r}")
+        raw = dict(datasets[name])
+        raw["class_weights"] = weights
+        validate_entry(name, raw, path)
+        datasets[name]["class_weights"] = _flow(weights) if weights is not None else None
+
+    _rewrite(path, change)

@@ -62,3 +62,10 @@ def write_list_files(out_dir: Path, lists: dict[str, list[str]]) -> list[Path]:
         atomic_write_text(target, "".join(f"{line}\n" for line in lines))
         written.append(target)
     return written
+
+
+def seeded_pick(names: list[str], count: int, seed: int = 0) -> list[str]:
+    """`count` of the names, chosen by numpy's PCG64(seed) shuffle of the sorted names; returned sorted."""
+    ordered = sorted(names)
+    permutation = np.random.default_rng(seed).permutation(len(ordered))
+    return sorted(ordered[i] for i in permutation[:count])

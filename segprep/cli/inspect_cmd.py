@@ -17,6 +17,8 @@ Examples:
   segprep inspect tfrecords/camvid
   segprep inspect camvid --json          # a registered dataset, through its data_dir
   segprep inspect camvid --preview camvid.png --preview-split val
+  segprep inspect camvid --class-weights                 # median-frequency weights of train -> registry
+  segprep inspect camvid --class-weights inverse --weights-split trainval
 """,
 )
 @click.argument("target")
@@ -25,8 +27,28 @@ Examples:
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a PNG contact sheet (image | colour label | overlay) of the first records.")
 @click.option("--preview-split", default=None, help="Split to preview (default: the first).")
 @click.option("--preview-count", type=click.IntRange(1, 64), default=6, show_default=True, help="Rows in the preview.")
+@click.option(
+    "--class-weights",
+    "weights_method",
+    type=click.Choice(["median-frequency", "inverse"]),
+    is_flag=False,
+    flag_value="median-frequency",
+    default=None,
+    help="Compute class weights from a split's pixel counts and write them to the registry (default method: median-frequency).",
+)
+@click.option("--weights-split", default="train", show_default=True, help="Split whose pixels the class weights come from.")
 @registry_option
-def inspect_cmd(target: str, as_json: bool, dataset: str | None, preview: Path | None, preview_split: str | None, preview_count: int, registry: Path | None) -> None:
+def inspect_cmd(
+    target: str,
+    as_json: bool,
+    dataset: str | None,
+    preview: Path | None,
+    preview_split: str | None,
+    preview_count: int,
+    weights_method: str | None,
+    weights_split: str,
+    registry: Path | None,
+) -> None:
     """Per split: records, class-pixel histogram, ignore fraction, out-of-range values, size mismatches, duplicates."""
     from segprep.inspect import inspect_folder
     from segprep.registry import RegistryError
@@ -53,6 +75,8 @@ def inspect_cmd(target: str, as_json: bool, dataset: str | None, preview: Path |
         _print(report, folder)
     if preview is not None:
         _write_preview(report, folder, preview, preview_split, preview_count)
+    if weights_method is not None:
+        _write_class_weights(report, folder, weights_method, weights_split, registry, quiet=as_json)
     problems = [f"{folder}: split {s.split}: label values outside the classes: {report.out_of_range(s)}" for s in report.splits.values() if report.out_of_range(s)]
     problems += [m for s in report.splits.values() for m in s.size_mismatches]
     if problems:
@@ -93,3 +117,30 @@ def _write_preview(report, folder: Path, target: Path, split: str | None, count:
     sheet = render_preview(first_records(sorted(folder.glob(f"{split}-*.tfrecord")), count), colormap, report.ignore_label or 255)
     atomic_write(target, lambda handle: sheet.save(handle, "PNG"))
     click.echo(f"preview of {split} ({min(count, report.splits[split].records)} records): {target}")
+
+
+def _write_class_weights(report, folder: Path, method: str, split: str, registry: Path | None, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    """Class weights from one split's pixels, written into the dataset's registry entry."""
+    from segprep.class_weights import class_weights
+    from segprep.registry import set_class_weights
+
+    if split not in report.splits:
+        raise click.UsageError(f"no split {split!r} in {folder} (has {', '.join(report.splits)}); choose one with --weights-split")
+    if report.num_classes is None or report.dataset is None:
+        raise click.UsageError(f"{folder}: records without a manifest; name the dataset with --dataset to write class weights")
+    reg = load_registry_or_exit(registry)
+    if report.dataset not in reg.datasets:
+        raise click.UsageError(f"dataset {report.dataset!r} is not in {reg.path}; register it first (segprep register)")
+    stats = report.splits[split]
+    try:
+        result = class_weights(method, stats.histogram, stats.presence_pixels(report.ignore_label), report.num_classes)
+    except ValueError as exc:
+        fail([], f"{folder}: split {split}: {exc}")
+    set_class_weights(reg.path, report.dataset, result.weights)
+    names = report.class_names or [str(i) for i in range(report.num_classes)]
+    if not quiet:
+        rows = [[f"{i} {names[i]}", int(stats.histogram[i]), f"{w:.4f}"] for i, w in enumerate(result.weights)]
+        print_table(f"{method} class weights of {report.dataset} from {split}", ["class", "pixels", "weight"], rows)
+    if result.absent:
+        click.echo(f"warning: no pixels of class(es) {', '.join(names[c] for c in result.absent)} in {split}: weight 0", err=True)
+    click.echo(f"class_weights of {report.dataset} written to {reg.path}", err=True)
