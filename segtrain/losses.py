@@ -8,7 +8,6 @@ pixels (DeepLab's top_k_percent_pixels hard-pixel mining).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import keras
@@ -60,7 +59,3 @@ class PolyDecay(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self) -> dict:
         return {"base_lr": self.base_lr, "total_steps": self.total_steps, "power": self.power, "warmup_steps": self.warmup_steps, "end_lr": self.end_lr}
 
-
-def expected_poly(base_lr: float, step: int, total_steps: int, power: float = 0.9) -> float:
-    """The schedule in plain Python (for reports and tests)."""
-    return base_lr * math.pow(1 - min(step, total_steps) / total_steps, power)
