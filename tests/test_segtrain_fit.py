@@ -1,0 +1,101 @@
+"""segtrain.train: a few steps lower the loss, resume continues the step count, init modes restore what they should."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import make_folder_dataset
+
+from segtrain.losses import LossConfig
+from segtrain.model import ModelConfig
+from segtrain.train import FitConfig, fit, initialize_from, load_model
+
+COLORMAP = [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """A tiny learnable dataset: the label is the dominant colour channel of 8x8 blocks."""
+    from click.testing import CliRunner
+
+    from segprep.cli.main import main
+
+    root = tmp_path_factory.mktemp("data")
+    make_folder_dataset(root / "d", count=8, num_classes=4, size=(48, 32))
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    for path in sorted((root / "d" / "labels").glob("*.png")):
+        blocks = rng.integers(0, 4, (4, 6))
+        label = np.kron(blocks, np.ones((8, 8), int)).astype(np.uint8)
+        image = np.zeros((32, 48, 3), np.uint8) + 40
+        for c in range(1, 4):
+            image[..., c - 1][label == c] = 220
+        Image.fromarray(label, "L").save(path)
+        for old in (root / "d" / "images").glob(path.stem + ".*"):
+            old.unlink()
+        Image.fromarray(image).save(root / "d" / "images" / f"{path.stem}.png")
+    registry = root / "registry.yaml"
+    from conftest import REPO
+
+    registry.write_text((REPO / "dataset_registry.yaml").read_text())
+    result = CliRunner().invoke(main, ["convert", "folder", "--root", str(root / "d"), "--out", str(root / "tf"), "--name", "blocks", "--quiet", "--split", "train=1.0", "--registry", str(registry)])
+    assert result.exit_code == 0, result.output
+    return root / "tf"
+
+
+def small_fit(records, logdir, steps, **changes):
+    model = ModelConfig(num_classes=4, backbone="mobilenetv2", output_stride=16, filters=32)
+    config = FitConfig(
+        data_dir=records, logdir=logdir, steps=steps, batch_size=4, crop_height=32, crop_width=32,
+        learning_rate=0.05, checkpoint_every=5, summary_every=5, image_summary_every=10, seed=0, colormap=COLORMAP,
+    )
+    config = dataclasses.replace(config, **changes)
+    return fit("blocks", model, LossConfig(num_classes=4), config, ["a", "b", "c", "d"])
+
+
+def test_fit_lowers_loss_and_resumes(records, tmp_path):
+    logdir = tmp_path / "run"
+    first = small_fit(records, logdir, 30)
+    assert (first.start_step, first.end_step) == (0, 30)
+    assert np.mean(first.losses[-5:]) < 0.8 * np.mean(first.losses[:5])
+    assert tf.train.latest_checkpoint(str(logdir)).endswith("ckpt-30")
+    assert list((logdir / "train").glob("events.out.tfevents.*"))
+    resumed = small_fit(records, logdir, 35)
+    assert (resumed.start_step, resumed.end_step) == (30, 35) and len(resumed.losses) == 5
+    model, run = load_model(logdir)
+    assert run["dataset"] == "blocks" and run["model"]["num_classes"] == 4
+
+
+def test_init_modes(records, tmp_path):
+    source_dir = tmp_path / "source"
+    small_fit(records, source_dir, 5)
+    source, _ = load_model(source_dir)
+    from segtrain.model import build_deeplab
+
+    def weights_of(model, name):
+        return model.get_layer(name).get_weights()
+
+    same = build_deeplab(ModelConfig(num_classes=4, filters=32))
+    restored = initialize_from(same, source_dir, "all")
+    assert "logits" in restored
+    for name in ("logits", "aspp_proj_conv", "mobilenetv2_os16"):
+        for a, b in zip(weights_of(same, name), weights_of(source, name)):
+            assert np.array_equal(a, b)
+
+    other_classes = build_deeplab(ModelConfig(num_classes=6, filters=32))
+    with pytest.raises(ValueError, match="different class count: use --init-mode all-but-logits"):
+        initialize_from(other_classes, source_dir, "all")
+    before_logits = weights_of(other_classes, "logits")
+    initialize_from(other_classes, source_dir, "all-but-logits")
+    assert all(np.array_equal(a, b) for a, b in zip(weights_of(other_classes, "logits"), before_logits))
+    assert all(np.array_equal(a, b) for a, b in zip(weights_of(other_classes, "aspp_proj_conv"), weights_of(source, "aspp_proj_conv")))
+
+    head_differs = build_deeplab(ModelConfig(num_classes=6, filters=16, aspp=False))
+    before_head = weights_of(head_differs, "aspp_proj_conv")
+    assert initialize_from(head_differs, source_dir, "backbone") == ["mobilenetv2_os16"]
+    assert all(np.array_equal(a, b) for a, b in zip(weights_of(head_differs, "mobilenetv2_os16"), weights_of(source, "mobilenetv2_os16")))
+    assert all(np.array_equal(a, b) for a, b in zip(weights_of(head_differs, "aspp_proj_conv"), before_head))
