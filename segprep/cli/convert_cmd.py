@@ -6,7 +6,16 @@ from pathlib import Path
 
 import click
 
-from segprep.cli.common import fail, load_registry_or_exit, progress_bar, quiet_option, registry_option, report_split_results, resolve_workers, workers_option
+from segprep.cli.common import (
+    fail,
+    load_registry_or_exit,
+    progress_bar,
+    quiet_option,
+    registry_option,
+    report_split_results,
+    resolve_workers,
+    workers_option,
+)
 
 LAYOUTS = ("pascal_voc_seg", "cityscapes", "camvid", "kitti_road", "ade20k", "labelme", "folder")
 
@@ -156,9 +165,15 @@ def _labelme_layout(root, reg, name, colormap, wanted):  # type: ignore[no-untyp
 def _cityscapes_layout(root, reg, name, classes, wanted, workers, quiet):  # type: ignore[no-untyped-def]
     """Cityscapes with its trainIds (made from the polygons where missing), optionally as a class subset."""
     from segprep.datasets.cityscapes import load_cityscapes, subset_entry
+    from segprep.ops.cityscapes_labels import UnknownClassError, resolve_classes
     from segprep.trainids import generate_missing_trainids
 
-    chosen = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    chosen = None
+    if classes is not None:
+        try:
+            chosen = list(resolve_classes(classes.split(",")))
+        except UnknownClassError as exc:
+            raise click.BadParameter(str(exc), param_hint="--classes") from None
     bad = generate_missing_trainids(root, resolve_workers(workers), quiet)
     if bad:
         fail(bad, f"{len(bad)} Cityscapes annotation(s) could not be turned into trainIds; nothing written")

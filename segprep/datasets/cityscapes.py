@@ -1,19 +1,114 @@
 """Cityscapes: leftImg8bit/{split}/{city}/*_leftImg8bit.png with gtFine (and gtCoarse) *_labelTrainIds.png.
 
-STUB: to be written (issue 3).
+Splits as the benchmark defines them: `train`, `val`, `test` from gtFine; `trainval` = train + val;
+`train_extra` = fine train + the coarse `train_extra` set (2975 + 19998 = 22973), which is how
+DeepLab trains its Cityscapes models with coarse data. Unions are list concatenations of the
+same samples; no file is copied. The sample name (image/filename) is the frame's base name,
+`aachen_000000_000019`, without the `_leftImg8bit` suffix.
+
+A class subset (`classes=[car]`) reads the same trainIds files and remaps them while writing:
+chosen classes 1..k, every other class 0, void 255 stays 255.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from segprep.datasets.base import DatasetLayout
+from segprep.datasets.base import (
+    DatasetLayout,
+    LayoutError,
+    ListProblem,
+    Sample,
+    union_split,
+)
+from segprep.ops.cityscapes_labels import (
+    BY_NAME,
+    IGNORE_TRAIN_ID,
+    TRAIN_CLASS_NAMES,
+    resolve_classes,
+)
+from segprep.ops.cityscapes_raster import subset_lookup
+from segprep.ops.labels import LabelPolicy
 from segprep.registry import DatasetEntry
 
+IMAGE_DIR = "leftImg8bit"
+IMAGE_SUFFIX = "_leftImg8bit.png"
+LABEL_SUFFIX = "_labelTrainIds.png"
 
-def load_cityscapes(root: Path, splits: list[str] | None, classes: list[str] | None = None) -> DatasetLayout:
-    raise NotImplementedError
+# split -> (annotation folder, split folder); "_coarse_extra" is the coarse-only part of train_extra.
+_SOURCES = {
+    "train": ("gtFine", "train"),
+    "val": ("gtFine", "val"),
+    "test": ("gtFine", "test"),
+    "_coarse_extra": ("gtCoarse", "train_extra"),
+}
+_UNIONS = {"trainval": ("train", "val"), "train_extra": ("train", "_coarse_extra")}
+SPLIT_ORDER = ("train", "val", "test", "trainval", "train_extra")
+
+
+def policy_for(classes: list[str] | None = None) -> LabelPolicy:
+    """The 19 trainIds as stored; for a subset, the trainId -> subset id remap (identity pairs left out)."""
+    if not classes:
+        return LabelPolicy(num_classes=len(TRAIN_CLASS_NAMES), ignore_label=IGNORE_TRAIN_ID, accept_palette=False)
+    chosen = resolve_classes(classes)
+    table = subset_lookup(chosen)
+    remap = tuple((train_id, int(table[train_id])) for train_id in range(len(TRAIN_CLASS_NAMES)) if table[train_id] != train_id)
+    return LabelPolicy(num_classes=len(chosen) + 1, ignore_label=IGNORE_TRAIN_ID, remap=remap, accept_palette=False)
+
+
+def subset_name(classes: list[str] | tuple[str, ...]) -> str:
+    """`cityscapes_car`, `cityscapes_person_rider`, `cityscapes_traffic_light`."""
+    return "cityscapes_" + "_".join(name.replace(" ", "_") for name in resolve_classes(list(classes)))
 
 
 def subset_entry(classes: list[str], name: str | None = None) -> DatasetEntry:
-    raise NotImplementedError
+    """Registry entry of a subset: [background, *classes], ignore 255, background black + the classes' colours."""
+    chosen = resolve_classes(classes)
+    colormap = [[0, 0, 0]] + [list(BY_NAME[c].color) for c in chosen]
+    return DatasetEntry(name or subset_name(chosen), len(chosen) + 1, IGNORE_TRAIN_ID, colormap, ["background", *chosen])
+
+
+def _pair(split: str, images: Path, group: str, labels: Path) -> tuple[list[Sample], list[ListProblem]]:
+    """Samples of one image folder with its annotation folder; a problem for each file without its partner."""
+    label_suffix = f"_{group}{LABEL_SUFFIX}"
+    image_files = {p.relative_to(images).as_posix()[: -len(IMAGE_SUFFIX)]: p for p in images.glob(f"*/*{IMAGE_SUFFIX}")}
+    label_files = {p.relative_to(labels).as_posix()[: -len(label_suffix)]: p for p in labels.glob(f"*/*{label_suffix}")}
+    samples = [Sample(Path(key).name, image_files[key], label_files[key]) for key in sorted(image_files.keys() & label_files.keys())]
+    problems = [
+        ListProblem(split, str(image_files[key]), f"image has no label {labels / (key + label_suffix)}")
+        for key in sorted(image_files.keys() - label_files.keys())
+    ]
+    problems += [
+        ListProblem(split, str(label_files[key]), f"label has no image {images / (key + IMAGE_SUFFIX)}")
+        for key in sorted(label_files.keys() - image_files.keys())
+    ]
+    return samples, problems
+
+
+def load_cityscapes(root: Path, splits: list[str] | None, classes: list[str] | None = None) -> DatasetLayout:
+    """The splits asked for (default: every one the tree has) that exist under root.
+
+    A split exists when both its image folder and its annotation folder do; a split asked for
+    that does not exist is left out (the caller reports it). Run `segprep trainids` (or let
+    `segprep convert cityscapes` do it) first: the labels read are the *_labelTrainIds.png.
+    """
+    wanted = [s for s in splits if not s.startswith("_")] if splits else list(SPLIT_ORDER)
+    layout = DatasetLayout({}, policy_for(classes))
+    needed = set(wanted) | {part for s in wanted for part in _UNIONS.get(s, ())}
+    for split in (s for s in _SOURCES if s in needed):
+        group, folder = _SOURCES[split]
+        images, labels = root / IMAGE_DIR / folder, root / group / folder
+        if images.is_dir() and labels.is_dir():
+            layout.splits[split], problems = _pair(split, images, group, labels)
+            layout.problems.extend(problems)
+    if not layout.splits:
+        raise LayoutError(
+            f"{root}: no Cityscapes split found (expected {IMAGE_DIR}/{{train,val,test}}/CITY/*{IMAGE_SUFFIX} "
+            f"with gtFine/{{train,val,test}}/CITY/*_gtFine{LABEL_SUFFIX})"
+        )
+    for union, parts in _UNIONS.items():
+        if union in wanted:
+            union_split(layout, union, list(parts))
+    layout.splits = {s: layout.splits[s] for s in wanted if s in layout.splits}
+    layout.problems = [p for p in layout.problems if p.split in layout.splits]
+    return layout
