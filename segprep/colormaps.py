@@ -42,11 +42,11 @@ __all__ = [
     "BUILTIN_COLORMAPS",
     "IGNORE_DISPLAY_COLOR",
     "builtin_colormap",
-    "resolve_colormap",
-    "void_color",
-    "palette_for_png",
     "colorize",
     "colors_to_index",
+    "palette_for_png",
+    "resolve_colormap",
+    "void_color",
 ]
 
 BUILTIN_COLORMAPS: tuple[str, ...] = (

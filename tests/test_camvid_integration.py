@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import SHARED_CAMVID, read_records
 from PIL import Image
 
-from conftest import SHARED_CAMVID, read_records
 from segprep.registry import load_registry
 
 pytestmark = pytest.mark.skipif(not (SHARED_CAMVID / "train.txt").is_file(), reason="../shared/datasets/camvid is absent")

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
+from conftest import png_bytes
 from PIL import Image
 
-from conftest import png_bytes
 from segprep.colormaps import builtin_colormap, palette_for_png
 
 

@@ -7,9 +7,9 @@ import json
 import math
 
 import numpy as np
+from conftest import read_records
 from PIL import Image
 
-from conftest import read_records
 from segprep.registry import load_registry
 from segprep.splits import seeded_split
 from segprep.writer import shard_ranges

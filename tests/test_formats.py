@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import jpeg_bytes, png_bytes, random_image
 from PIL import Image
 
-from conftest import jpeg_bytes, png_bytes, random_image
 from segprep.formats.example import decode_example, encode_example
 from segprep.formats.images import ImageFormatError, read_image_info, sniff_format
 from segprep.formats.png import encode_index_png
@@ -81,7 +81,7 @@ def test_index_png_rejects_wrong_arrays():
 
 FEATURES = [
     ("image/encoded", b"\x00\x01binary\xff"),
-    ("image/filename", "aachen_000000_000019".encode()),
+    ("image/filename", b"aachen_000000_000019"),
     ("image/format", b"png"),
     ("image/height", 360),
     ("image/width", 480),

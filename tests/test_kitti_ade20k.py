@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import jpeg_bytes, png_bytes, random_image, read_records
 from PIL import Image
 
-from conftest import jpeg_bytes, png_bytes, random_image, read_records
 from segprep.registry import load_registry
 
 ROAD, BACKGROUND, DONT_CARE = (255, 0, 255), (255, 0, 0), (0, 0, 0)

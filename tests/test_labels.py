@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 import pytest
+from conftest import jpeg_bytes, png_bytes
 from PIL import Image
 
-from conftest import jpeg_bytes, png_bytes
 from segprep.colormaps import builtin_colormap, palette_for_png
 from segprep.ops.labels import LabelError, LabelPolicy, prepare_label
 from segprep.ops.remove_colormap import ColormapRemoval, remove_colormap

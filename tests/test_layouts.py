@@ -5,9 +5,15 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from conftest import (
+    jpeg_bytes,
+    make_camvid_layout,
+    png_bytes,
+    random_image,
+    read_records,
+)
 from PIL import Image
 
-from conftest import jpeg_bytes, make_camvid_layout, png_bytes, random_image, read_records
 from segprep.colormaps import builtin_colormap, palette_for_png
 from segprep.registry import load_registry
 from segprep.splits import seeded_split

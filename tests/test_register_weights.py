@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import make_folder_dataset, png_bytes
+
 from segprep.class_weights import class_weights
 from segprep.registry import load_registry
 

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from segprep.registry import DatasetEntry, RegistryError, load_registry, record_splits, register_dataset, resolve_registry_path
+from segprep.registry import (
+    DatasetEntry,
+    RegistryError,
+    load_registry,
+    record_splits,
+    register_dataset,
+    resolve_registry_path,
+)
 
 REPO_REGISTRY = Path(__file__).resolve().parent.parent / "dataset_registry.yaml"
 

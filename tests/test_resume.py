@@ -9,6 +9,7 @@ import sys
 import time
 
 from conftest import make_folder_dataset, read_records
+
 from segprep.formats.tfrecord import iter_records
 
 

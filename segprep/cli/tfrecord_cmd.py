@@ -6,7 +6,16 @@ from pathlib import Path
 
 import click
 
-from segprep.cli.common import fail, load_registry_or_exit, progress_bar, quiet_option, registry_option, report_split_results, resolve_workers, workers_option
+from segprep.cli.common import (
+    fail,
+    load_registry_or_exit,
+    progress_bar,
+    quiet_option,
+    registry_option,
+    report_split_results,
+    resolve_workers,
+    workers_option,
+)
 
 
 @click.command(

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from segprep.cli.common import fail, print_table, progress_bar, quiet_option, resolve_workers, workers_option
+from segprep.cli.common import (
+    fail,
+    print_table,
+    progress_bar,
+    quiet_option,
+    resolve_workers,
+    workers_option,
+)
 
 
 @click.command(epilog="\b\nExample:\n  segprep verify tfrecords/camvid")

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from segprep.datasets.base import DatasetLayout, LayoutError, Sample, read_pair_list, union_split
+from segprep.datasets.base import (
+    DatasetLayout,
+    LayoutError,
+    Sample,
+    read_pair_list,
+    union_split,
+)
 from segprep.ops.labels import LabelPolicy
 
 CAMVID_SPLITS = ("train", "val", "test")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segprep.datasets.base import IMAGE_EXTENSIONS, DatasetLayout, LayoutError, ListProblem, Sample, union_split
+from segprep.datasets.base import (
+    IMAGE_EXTENSIONS,
+    DatasetLayout,
+    LayoutError,
+    ListProblem,
+    Sample,
+    union_split,
+)
 from segprep.ops.labels import LabelPolicy
 from segprep.splits import seeded_split
 

@@ -1,14 +1,91 @@
 """The VOC layout that `segprep labelme` writes, read back for `segprep convert labelme`.
 
-STUB: to be written (issue 3).
+Lists come from ImageSets/Segmentation/*.txt, images from JPEGImages/ (.jpg or .png: the export
+keeps PNG sources as PNG), raw index labels from SegmentationClass/, class names from
+class_names.txt and the ignore label from segprep_labelme.json (255 when that file is absent,
+e.g. for a folder written by labelme2voc.py). Labels are index PNGs by construction, so palette
+PNGs are refused rather than silently converted.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from segprep.datasets.base import DatasetLayout
+from segprep.datasets.base import (
+    DatasetLayout,
+    LayoutError,
+    ListProblem,
+    Sample,
+    find_image,
+    read_list_lines,
+)
+from segprep.ops.labels import LabelPolicy
+
+LIST_DIR = Path("ImageSets") / "Segmentation"
+DEFAULT_IGNORE_LABEL = 255
+
+
+def read_class_names(root: Path) -> list[str]:
+    """class_names.txt, one name a line (trailing blank lines ignored)."""
+    path = root / "class_names.txt"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise LayoutError(f"{root}: no class_names.txt (is this a folder written by `segprep labelme`?)") from None
+    except UnicodeDecodeError:
+        raise LayoutError(f"{path}: not UTF-8 text") from None
+    names = [line.strip() for line in lines]
+    while names and not names[-1]:
+        names.pop()
+    if not names or "" in names:
+        raise LayoutError(f"{path}: expected one class name a line, without blank lines")
+    return names
+
+
+def read_ignore_label(root: Path) -> int:
+    """The ignore label the export recorded in segprep_labelme.json; 255 without that file."""
+    path = root / "segprep_labelme.json"
+    if not path.is_file():
+        return DEFAULT_IGNORE_LABEL
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("ignore_label", DEFAULT_IGNORE_LABEL)
+    except (ValueError, AttributeError):
+        raise LayoutError(f"{path}: not the JSON object `segprep labelme` writes") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise LayoutError(f"{path}: ignore_label must be an integer in 0..255, got {value!r}")
+    return value
 
 
 def load_labelme_voc(root: Path, splits: list[str] | None) -> tuple[DatasetLayout, list[str]]:
-    raise NotImplementedError
+    """The layout of every split asked for (default: every non-empty list) and the class names."""
+    list_dir = root / LIST_DIR
+    if not list_dir.is_dir():
+        raise LayoutError(f"{root}: no {LIST_DIR.as_posix()}/ (is this a folder written by `segprep labelme`?)")
+    names = read_class_names(root)
+    ignore_label = read_ignore_label(root)
+    available = sorted(p.stem for p in list_dir.glob("*.txt"))
+    if splits:
+        missing = [s for s in splits if s not in available]
+        if missing:
+            raise LayoutError(f"{list_dir}: no list for split(s) {', '.join(missing)} (found: {', '.join(available)})")
+        wanted = splits
+    else:
+        wanted = [s for s in available if (list_dir / f"{s}.txt").read_bytes().strip()]
+        if not wanted:
+            raise LayoutError(f"{list_dir}: every list is empty")
+    policy = LabelPolicy(num_classes=len(names), ignore_label=ignore_label, accept_palette=False)
+    layout = DatasetLayout({}, policy)
+    for split in wanted:
+        list_file = list_dir / f"{split}.txt"
+        entries, problems = read_list_lines(list_file, split)
+        layout.problems.extend(problems)
+        samples = []
+        for number, stem in entries:
+            if len(stem.split()) != 1:
+                layout.problems.append(ListProblem(split, f"{list_file}:{number}", f"expected one name a line, got {stem!r}"))
+                continue
+            image = find_image(root / "JPEGImages", stem) or root / "JPEGImages" / f"{stem}.jpg"
+            samples.append(Sample(stem, image, root / "SegmentationClass" / f"{stem}.png"))
+        layout.splits[split] = samples
+    return layout, names

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segprep.datasets.base import DatasetLayout, LayoutError, ListProblem, Sample, find_image, read_list_lines, read_pair_list
+from segprep.datasets.base import (
+    DatasetLayout,
+    LayoutError,
+    ListProblem,
+    Sample,
+    find_image,
+    read_list_lines,
+    read_pair_list,
+)
 from segprep.ops.labels import LabelPolicy
 
 

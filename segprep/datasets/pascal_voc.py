@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segprep.datasets.base import DatasetLayout, LayoutError, ListProblem, Sample, read_list_lines
+from segprep.datasets.base import (
+    DatasetLayout,
+    LayoutError,
+    ListProblem,
+    Sample,
+    read_list_lines,
+)
 from segprep.ops.labels import LabelPolicy
 
 
