@@ -32,11 +32,11 @@ import math
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path, PurePosixPath
+
+from _common import timed_command
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO.parent / "shared" / "datasets" / "camvid"
@@ -172,12 +172,7 @@ def count_records(out: Path) -> int:
 
 
 def timed_run(command: list[str], out: Path, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout + result.stderr)
-        raise SystemExit(f"command failed with exit status {result.returncode}: {' '.join(command)}")
+    elapsed = timed_command(command, env)
     records = count_records(out)
     if records != EXPECTED_RECORDS:
         raise SystemExit(f"{' '.join(command)} wrote {records} records, expected {EXPECTED_RECORDS}")

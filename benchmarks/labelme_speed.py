@@ -30,13 +30,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import format_table, timed_command
 from PIL import Image
 
 GOAL = 1.8
@@ -135,16 +135,6 @@ def warm_page_cache(src: Path) -> int:
     return total
 
 
-def timed_run(command: list[str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(command, check=False, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout + result.stderr)
-        raise SystemExit(f"command failed with exit status {result.returncode}: {' '.join(command)}")
-    return elapsed
-
-
 def compare_masks(reference: Path, ours: Path, count: int) -> None:
     files = sorted(reference.glob("*.png"))
     if len(files) != count:
@@ -153,15 +143,6 @@ def compare_masks(reference: Path, ours: Path, count: int) -> None:
         with Image.open(path) as a, Image.open(ours / path.name) as b:
             if a.mode != "L" or b.mode != "L" or not np.array_equal(np.asarray(a), np.asarray(b)):
                 raise SystemExit(f"{path.name}: segprep's mask differs from labelme's")
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
-
-    return "\n".join([line(header), "-+-".join("-" * w for w in widths), *(line(row) for row in rows)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                         command += ["--workers", str(args.workers)]
                 else:
                     command = [sys.executable, str(Path(__file__).resolve()), "--_run-reference", str(src), str(out), str(labels)]
-                times[name].append(timed_run(command))
+                times[name].append(timed_command(command))
                 print(f"  {name}: run {run + 1}/{args.repeat} {times[name][-1]:.2f} s", flush=True)
         compare_masks(work / "out-reference", work / "out-segprep" / "SegmentationClass", count)
         print(f"masks: all {count} identical to labelme's")

@@ -31,11 +31,12 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import format_table, timed_command
 
 REPO = Path(__file__).resolve().parent.parent
 WIDTH, HEIGHT = 2048, 1024
@@ -127,25 +128,6 @@ def clear_outputs(root: Path) -> None:
         path.unlink()
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.stderr.write(result.stdout + result.stderr)
-        raise SystemExit(f"command failed with exit status {result.returncode}: {' '.join(command)}")
-    return elapsed
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
-
-    return "\n".join([line(header), "-+-".join("-" * w for w in widths), *(line(row) for row in rows)])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100, help="annotations in the synthetic tree")
@@ -196,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.repeat):
             for name, command in (("reference", reference_cmd), ("segprep", segprep_cmd)):
                 clear_outputs(root)
-                times[name].append(timed(command, env))
+                times[name].append(timed_command(command, env))
                 print(f"  {name}: run {run + 1}/{args.repeat} {times[name][-1]:.2f} s", flush=True)
                 if run == args.repeat - 1:
                     digests[name] = output_digests(root)
