@@ -1,0 +1,47 @@
+"""Inference helpers shared by eval, predict and export: probabilities at full resolution, optional
+multi-scale and flipped inputs averaged (DeepLab's eval_scales / add_flipped_images)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def probabilities(model: keras.Model, image: np.ndarray, scales: Sequence[float] = (1.0,), flip: bool = False) -> np.ndarray:
+    """uint8 [H, W, 3] -> float32 class probabilities [H, W, K], averaged over scales and flips."""
+    batch = tf.cast(tf.convert_to_tensor(image)[None], tf.float32)
+    height, width = image.shape[:2]
+    total = None
+    for scale in scales:
+        scaled = batch if scale == 1.0 else tf.image.resize(batch, (max(1, round(height * scale)), max(1, round(width * scale))))
+        inputs = [scaled, tf.reverse(scaled, axis=[2])] if flip else [scaled]
+        for i, x in enumerate(inputs):
+            probs = tf.nn.softmax(model(x, training=False), axis=-1)
+            if i == 1:
+                probs = tf.reverse(probs, axis=[2])
+            if scale != 1.0:
+                probs = tf.image.resize(probs, (height, width))
+            total = probs if total is None else total + probs
+    assert total is not None
+    return (total[0] / (len(scales) * (2 if flip else 1))).numpy()
+
+
+class ExportModule(tf.Module):
+    """A SavedModel signature: uint8 images of any size -> class map and probabilities (no crop-size limit)."""
+
+    def __init__(self, model: keras.Model) -> None:
+        super().__init__()
+        self.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        probs = tf.nn.softmax(self.model(tf.cast(images, tf.float32), training=False), axis=-1)
+        return {"classes": tf.argmax(probs, axis=-1, output_type=tf.int32), "probabilities": probs}
+
+
+def export_saved_model(model: keras.Model, out_dir: str) -> None:
+    module = ExportModule(model)
+    tf.saved_model.save(module, out_dir, signatures={"serving_default": module.serve})

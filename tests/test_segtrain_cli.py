@@ -1,0 +1,91 @@
+"""segtrain's commands end to end on a tiny dataset: fit, eval --json, score, predict, export (same predictions)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import make_folder_dataset
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import shutil
+
+    from conftest import REPO
+
+    from segprep.cli.main import main as segprep_main
+    from segtrain.cli import main
+
+    root = tmp_path_factory.mktemp("cli")
+    registry = root / "registry.yaml"
+    shutil.copy(REPO / "dataset_registry.yaml", registry)
+    make_folder_dataset(root / "data", count=8, num_classes=3, size=(40, 28))
+    result = CliRunner().invoke(segprep_main, ["convert", "folder", "--root", str(root / "data"), "--out", str(root / "tf"), "--name", "tiny", "--quiet", "--split", "train=0.75", "--split", "val=0.25", "--registry", str(registry)])
+    assert result.exit_code == 0, result.output
+
+    def run(*args):
+        return CliRunner().invoke(main, [*map(str, args), *(["--registry", str(registry)] if args[0] in ("fit", "eval", "score") else [])], catch_exceptions=False)
+
+    result = run("fit", "--dataset", "tiny", "--logdir", root / "run", "--steps", 2, "--batch-size", 2, "--crop-size", "32,32", "--checkpoint-every", 1, "--summary-every", 1)
+    assert result.exit_code == 0, result.output
+    return root, run
+
+
+def test_fit_eval_json_document(trained):
+    root, run = trained
+    assert "already at step 2 of 2: nothing to train" in run("fit", "--dataset", "tiny", "--logdir", root / "run", "--steps", 2).output
+    result = run("eval", "--dataset", "tiny", "--checkpoint", root / "run", "--split", "val", "--json", root / "val.json")
+    assert result.exit_code == 0, result.output
+    document = json.loads((root / "val.json").read_text())
+    assert document["dataset"] == "tiny" and document["split"] == "val" and document["num_images"] == 2
+    assert set(document["per_class_iou"]) == {"class0", "class1", "class2"}
+    assert 0 <= document["miou"] <= 1 and document["ms_per_image"] > 0 and "binary" not in document
+
+
+def test_unknown_split_and_missing_checkpoint(trained):
+    root, run = trained
+    result = run("eval", "--dataset", "tiny", "--checkpoint", root / "run", "--split", "test")
+    assert result.exit_code == 1 and "has no split 'test'" in result.output
+    (root / "empty").mkdir(exist_ok=True)
+    result = run("eval", "--dataset", "tiny", "--checkpoint", root / "empty", "--split", "val")
+    assert result.exit_code == 1 and "no checkpoint" in result.output
+
+
+def test_predict_score_and_export_agree(trained, tmp_path):
+    import tensorflow as tf
+
+    from segtrain.predict import probabilities
+    from segtrain.train import load_model
+
+    root, run = trained
+    images = sorted((root / "data" / "images").glob("*.png"))[:2]
+    result = run("predict", "--checkpoint", root / "run", *images, "--out", tmp_path / "pred")
+    assert result.exit_code == 0, result.output
+    model, _ = load_model(root / "run")
+    for path in images:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        classes = np.asarray(Image.open(tmp_path / "pred" / f"{path.stem}.png"))
+        assert np.array_equal(classes, probabilities(model, rgb).argmax(-1))
+        assert np.asarray(Image.open(tmp_path / "pred" / f"{path.stem}_color.png")).shape == rgb.shape
+        assert (tmp_path / "pred" / f"{path.stem}_overlay.png").is_file()
+    # score: the predictions against their own labels' folder
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for path in images:
+        (gt / f"{path.stem}.png").write_bytes((root / "data" / "labels" / f"{path.stem}.png").read_bytes())
+    result = run("score", tmp_path / "pred", gt, "--dataset", "tiny", "--json", tmp_path / "score.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "score.json").read_text())["num_images"] == 2
+
+    assert run("export", "--checkpoint", root / "run", "--out", tmp_path / "saved").exit_code == 0
+    exported = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    odd = np.random.default_rng(0).integers(0, 256, (1, 123, 217, 3), dtype=np.uint8)
+    out = exported(images=tf.constant(odd))
+    assert out["classes"].shape == (1, 123, 217) and out["probabilities"].shape == (1, 123, 217, 3)
+    expected = probabilities(model, odd[0])
+    assert np.allclose(out["probabilities"].numpy()[0], expected, atol=1e-5)
+    assert np.array_equal(out["classes"].numpy()[0], expected.argmax(-1))
