@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -60,6 +62,36 @@ def _pair(text: str) -> tuple[int, int]:
     return height, width
 
 
+@contextmanager
+def _progress(total: int, batch_size: int, every: int) -> Iterator[Callable[[int, float, float], None]]:
+    """A rich bar with loss, step time and images/s on a terminal; otherwise a line every `every` steps."""
+    if not sys.stderr.isatty():
+        def line(step: int, loss: float, seconds: float) -> None:
+            if step % every == 0 or step == total:
+                click.echo(f"step {step}/{total}  loss {loss:.4f}  {seconds:.3f} s/step  {batch_size / seconds:.1f} images/s", err=True)
+
+        yield line
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("fit"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}  {task.fields[seconds]:.3f} s/step  {task.fields[rate]:.1f} images/s"), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("fit", total=total, loss=float("nan"), seconds=0.0, rate=0.0)
+
+        def update(step: int, loss: float, seconds: float) -> None:
+            progress.update(task, completed=step, loss=loss, seconds=seconds, rate=batch_size / seconds)
+
+        yield update
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def main() -> None:
     """Train and evaluate DeepLabv3+ (TensorFlow 2 / Keras 3) on segprep's TFRecords.
@@ -97,10 +129,11 @@ Examples:
 @click.option("--summary-every", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--init-checkpoint", type=click.Path(exists=True, path_type=Path), default=None, help="A fit logdir or checkpoint to start from.")
 @click.option("--init-mode", type=click.Choice(["all", "all-but-logits", "backbone"]), default="all-but-logits", show_default=True)
-@click.option("--mixed-precision", is_flag=True, help="mixed_float16 (GPUs).")
+@click.option("--mixed-precision", is_flag=True, help="mixed_float16 compute with loss scaling (GPUs).")
+@click.option("--xla", is_flag=True, help="Compile the training step with XLA (GPUs).")
 @click.option("--seed", type=int, default=None)
 @_registry_option
-def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, output_stride, aspp, decoder, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, seed, registry):  # type: ignore[no-untyped-def]
+def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, output_stride, aspp, decoder, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, registry):  # type: ignore[no-untyped-def]
     """Train DeepLabv3+ with DeepLab's augmentation, poly LR and the ignore-masked loss."""
     entry = _entry(dataset, registry)
     folder = _data_dir(entry, data, split)
@@ -121,15 +154,12 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, ou
         data_dir=folder, logdir=logdir, split=split, steps=steps, batch_size=batch_size, crop_height=height, crop_width=width,
         learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_steps, top_k_percent=top_k_percent,
         checkpoint_every=checkpoint_every, summary_every=summary_every, image_summary_every=max(summary_every, checkpoint_every),
-        init_checkpoint=init_checkpoint, init_mode=init_mode, seed=seed, colormap=_colormap(entry),
+        init_checkpoint=init_checkpoint, init_mode=init_mode, seed=seed, colormap=_colormap(entry), xla=xla,
     )
 
-    def report(step: int, loss: float, seconds: float) -> None:
-        if step % summary_every == 0 or step == steps:
-            click.echo(f"step {step}/{steps}  loss {loss:.4f}  {seconds:.3f} s/step  {batch_size / seconds:.1f} images/s", err=True)
-
     try:
-        result = run_fit(dataset, model_config, loss_config, config, entry.class_names, on_step=report)
+        with _progress(steps, batch_size, summary_every) as on_step:
+            result = run_fit(dataset, model_config, loss_config, config, entry.class_names, on_step=on_step)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     if result.start_step == result.end_step:

@@ -43,6 +43,7 @@ class FitConfig:
     checkpoint_every: int = 500
     summary_every: int = 50
     image_summary_every: int = 500
+    xla: bool = False
     init_checkpoint: Path | None = None
     init_mode: str = "all-but-logits"
     seed: int | None = None
@@ -118,6 +119,53 @@ def initialize_from(model: keras.Model, checkpoint: Path, mode: str) -> list[str
     return restored
 
 
+def choose_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over all GPUs when there are several; otherwise the default (one device)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def make_train_step(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, loss_config: LossConfig, strategy: tf.distribute.Strategy | None = None, xla: bool = False
+) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """One optimizer step on a (distributed) batch; returns the loss and the batch's confusion matrix.
+
+    Under MirroredStrategy each replica's loss is the mean over its own valid pixels; dividing by
+    the replica count makes the summed gradients those of the mean over replicas.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    num_classes = loss_config.num_classes
+
+    @tf.function(jit_compile=xla)
+    def replica_step(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = segmentation_loss(labels, logits, loss_config)
+            scaled = loss / replicas
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                scaled = optimizer.scale_loss(scaled)
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        flat_labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+        valid = tf.not_equal(flat_labels, loss_config.ignore_label)
+        predictions = tf.reshape(tf.argmax(logits, axis=-1, output_type=tf.int32), [-1])
+        safe_labels = tf.where(valid, flat_labels, 0)  # masked by weight, not by boolean_mask, so XLA can compile it
+        confusion = tf.math.confusion_matrix(safe_labels, predictions, num_classes, weights=tf.cast(valid, tf.int64), dtype=tf.int64)
+        return loss, confusion
+
+    if replicas == 1:
+        return replica_step
+
+    @tf.function
+    def distributed_step(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        losses, confusions = strategy.run(replica_step, args=(images, labels))
+        loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+        return loss, strategy.reduce(tf.distribute.ReduceOp.SUM, confusions, axis=None)
+
+    return distributed_step
+
+
 @dataclass
 class FitResult:
     start_step: int
@@ -139,9 +187,13 @@ def fit(
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     logdir = config.logdir
-    model = build_deeplab(model_config)
-    schedule = PolyDecay(config.learning_rate, config.steps, warmup_steps=config.warmup_steps)
-    optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=config.weight_decay or None)
+    strategy = choose_strategy()
+    with strategy.scope():
+        model = build_deeplab(model_config)
+        schedule = PolyDecay(config.learning_rate, config.steps, warmup_steps=config.warmup_steps)
+        optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=config.weight_decay or None)
+        if keras.mixed_precision.global_policy().compute_dtype == "float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow unscaled
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     manager = tf.train.CheckpointManager(checkpoint, str(logdir), max_to_keep=3, checkpoint_name="ckpt")
@@ -153,21 +205,10 @@ def fit(
     augment = AugmentConfig(
         crop_height=config.crop_height, crop_width=config.crop_width, ignore_label=loss_config.ignore_label, mean_pixel=mean_pixel(model_config.backbone)
     )
-    batches = iter(train_dataset(record_files(config.data_dir, config.split), augment, config.batch_size, seed=config.seed))
+    batches = iter(strategy.experimental_distribute_dataset(train_dataset(record_files(config.data_dir, config.split), augment, config.batch_size, seed=config.seed)))
     num_classes = model_config.num_classes
 
-    @tf.function
-    def train_step(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = segmentation_loss(labels, logits, loss_config)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        flat_labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-        valid = tf.not_equal(flat_labels, loss_config.ignore_label)
-        predictions = tf.reshape(tf.argmax(logits, axis=-1, output_type=tf.int32), [-1])
-        confusion = tf.math.confusion_matrix(tf.boolean_mask(flat_labels, valid), tf.boolean_mask(predictions, valid), num_classes, dtype=tf.int64)
-        return loss, confusion
+    train_step = make_train_step(model, optimizer, loss_config, strategy, config.xla)
 
     writer = tf.summary.create_file_writer(str(logdir / "train"))
     start = int(step.numpy())
@@ -175,8 +216,8 @@ def fit(
     confusion = np.zeros((num_classes, num_classes), np.int64)
     timed_steps, timed_seconds = 0, 0.0
     while int(step.numpy()) < config.steps:
+        began = time.perf_counter()  # wall time of a step, input wait included
         images, labels = next(batches)
-        began = time.perf_counter()
         loss, batch_confusion = train_step(images, labels)
         loss_value = float(loss)
         elapsed = time.perf_counter() - began
@@ -193,7 +234,8 @@ def fit(
                 tf.summary.scalar("train_miou", class_scores(confusion).miou)
             confusion[:] = 0
         if current % config.image_summary_every == 0 or current == config.steps:
-            _image_summaries(writer, current, model, images, labels, config.colormap, loss_config.ignore_label)
+            local_images, local_labels = (strategy.experimental_local_results(t)[0] for t in (images, labels))
+            _image_summaries(writer, current, model, local_images, local_labels, config.colormap, loss_config.ignore_label)
         if current % config.checkpoint_every == 0 or current == config.steps:
             manager.save(checkpoint_number=current)
         if on_step is not None:
