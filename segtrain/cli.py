@@ -208,7 +208,7 @@ def eval_cmd(dataset, data, checkpoint, split, json_path, scales, flip, registry
     folder = _data_dir(entry, data, split)
     from segtrain.data import eval_dataset, record_files
     from segtrain.evaluate import Accumulator, evaluate_model
-    from segtrain.predict import probabilities
+    from segtrain.predict import make_predictor
     from segtrain.train import load_model
 
     try:
@@ -220,7 +220,7 @@ def eval_cmd(dataset, data, checkpoint, split, json_path, scales, flip, registry
         _fail(f"{checkpoint} predicts {run['model']['num_classes']} classes, {dataset} has {entry.num_classes}")
     scale_values = [float(s) for s in scales.split(",")]
     examples = ((e["image"].numpy(), e["label"].numpy()[..., 0]) for e in eval_dataset(files))
-    accumulator = evaluate_model(lambda image: probabilities(model, image, scale_values, flip), examples, Accumulator(entry.num_classes, entry.ignore_label))
+    accumulator = evaluate_model(make_predictor(model, scale_values, flip), examples, Accumulator(entry.num_classes, entry.ignore_label))
     _emit(accumulator.report(dataset, split, entry.class_names), json_path)
 
 
@@ -268,7 +268,7 @@ def predict(checkpoint, inputs, out_dir):  # type: ignore[no-untyped-def]
     import numpy as np
     from PIL import Image, ImageOps
 
-    from segtrain.predict import probabilities
+    from segtrain.predict import make_predictor
     from segtrain.train import load_model
     from segtrain.visualize import colorize, overlay
 
@@ -281,13 +281,14 @@ def predict(checkpoint, inputs, out_dir):  # type: ignore[no-untyped-def]
         _fail(str(exc))
     out_dir.mkdir(parents=True, exist_ok=True)
     colormap, ignore = run["colormap"], run["ignore_label"]
+    predict_image = make_predictor(model)
     for path in files:
         try:
             with Image.open(path) as image:
                 rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
         except OSError as exc:
             _fail(f"{path}: cannot read image ({exc})")
-        classes = probabilities(model, rgb).argmax(axis=-1).astype(np.uint8)
+        classes = predict_image(rgb).argmax(axis=-1).astype(np.uint8)
         Image.fromarray(classes).save(out_dir / f"{path.stem}.png")
         Image.fromarray(colorize(classes, colormap, ignore)).save(out_dir / f"{path.stem}_color.png")
         Image.fromarray(overlay(rgb, classes, colormap, ignore)).save(out_dir / f"{path.stem}_overlay.png")

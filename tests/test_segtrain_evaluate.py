@@ -55,4 +55,4 @@ def test_binary_block_from_probabilities():
     doc = acc.report("kitti_road", "val", ["background", "road"])
     # Levels: road 230, 153; background round(76.5) = 76 and 26 -> the lowest separating k is 77.
     assert doc["binary"]["max_f1"] == 1.0 and doc["binary"]["best_threshold"] == pytest.approx(77 / 255)
-    assert doc["miou"] == 1.0 and doc["ms_per_image"] >= 0
+    assert doc["miou"] == 1.0 and doc["ms_per_image"] == 0.0  # one image: only the compiling call, not timed
