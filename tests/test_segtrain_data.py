@@ -91,3 +91,42 @@ def test_records_from_segprep_decode_to_source_pixels(run_cli, tmp_path):
 def test_missing_split_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no val-"):
         record_files(tmp_path, "val")
+
+
+def test_records_written_the_way_deeplab_converters_write_them(tmp_path):
+    """DeepLab's build_voc2012_data.py layout: tf.train.Example via TF's own writer, JPEG images, raw label PNGs."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    expected = {}
+    with tf.io.TFRecordWriter(str(tmp_path / "val-00000-of-00002.tfrecord")) as first, tf.io.TFRecordWriter(str(tmp_path / "val-00001-of-00002.tfrecord")) as second:
+        for i in range(4):
+            height, width = 20 + i, 30
+            image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            label = rng.integers(0, 21, (height, width), dtype=np.uint8)
+            label[0] = 255
+            jpeg, png = io.BytesIO(), io.BytesIO()
+            Image.fromarray(image).save(jpeg, "JPEG")
+            Image.fromarray(label, "L").save(png, "PNG")
+
+            def feature(value):
+                if isinstance(value, int):
+                    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+                return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": feature(jpeg.getvalue()), "image/filename": feature(f"2007_{i:06d}".encode()),
+                "image/format": feature(b"jpeg"), "image/height": feature(height), "image/width": feature(width),
+                "image/channels": feature(3), "image/segmentation/class/encoded": feature(png.getvalue()),
+                "image/segmentation/class/format": feature(b"png"),
+            }))
+            (first if i < 2 else second).write(example.SerializeToString())
+            expected[f"2007_{i:06d}"] = (tf.io.decode_jpeg(jpeg.getvalue()).numpy(), label)
+    examples = list(eval_dataset(record_files(tmp_path, "val")))
+    assert [e["name"].numpy().decode() for e in examples] == list(expected)
+    for example in examples:
+        image, label = expected[example["name"].numpy().decode()]
+        assert np.array_equal(example["label"].numpy()[..., 0], label)
+        assert np.array_equal(example["image"].numpy(), image)
