@@ -119,6 +119,7 @@ Examples:
 @click.option("--output-stride", type=click.Choice(["8", "16"]), default="16", show_default=True)
 @click.option("--aspp/--no-aspp", default=True, show_default=True, help="Atrous branches of ASPP (image pooling and 1x1 stay).")
 @click.option("--decoder/--no-decoder", default=True, show_default=True, help="DeepLabv3+ decoder from the stride-4 feature.")
+@click.option("--bn-momentum", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.99, show_default=True, help="Batch-norm moving-average momentum (higher suits long runs).")
 @click.option("--backbone-weights", default="none", show_default=True, help="imagenet (needs internet), none, or a Keras weights file of the backbone.")
 @click.option("--lr", "learning_rate", type=float, default=0.007, show_default=True, help="Base learning rate (poly decay, power 0.9).")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True)
@@ -133,7 +134,7 @@ Examples:
 @click.option("--xla", is_flag=True, help="Compile the training step with XLA (GPUs).")
 @click.option("--seed", type=int, default=None)
 @_registry_option
-def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, output_stride, aspp, decoder, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, registry):  # type: ignore[no-untyped-def]
+def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, registry):  # type: ignore[no-untyped-def]
     """Train DeepLabv3+ with DeepLab's augmentation, poly LR and the ignore-masked loss."""
     entry = _entry(dataset, registry)
     folder = _data_dir(entry, data, split)
@@ -148,7 +149,7 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, ou
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     weights = None if backbone_weights == "none" else backbone_weights
-    model_config = ModelConfig(entry.num_classes, backbone, int(output_stride), aspp, decoder, weights)
+    model_config = ModelConfig(entry.num_classes, backbone, int(output_stride), aspp, decoder, weights, bn_momentum=bn_momentum)
     loss_config = LossConfig(entry.num_classes, entry.ignore_label, tuple(entry.class_weights) if class_weights and entry.class_weights else None, top_k_percent)
     config = FitConfig(
         data_dir=folder, logdir=logdir, split=split, steps=steps, batch_size=batch_size, crop_height=height, crop_width=width,

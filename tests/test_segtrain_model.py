@@ -54,3 +54,9 @@ def test_unknown_backbone_and_stride_are_refused():
         build_backbone("vgg", 16, None)
     with pytest.raises(ValueError, match="output stride"):
         build_backbone("mobilenetv2", 4, None)
+
+
+def test_batch_norm_momentum_reaches_every_layer():
+    model = build_deeplab(ModelConfig(num_classes=3, bn_momentum=0.9))
+    norms = [layer for layer in model.get_layer("mobilenetv2_os16").layers + model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) > 50 and {layer.momentum for layer in norms} == {0.9}
