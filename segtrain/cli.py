@@ -15,16 +15,11 @@ from pathlib import Path
 
 import click
 
-EXIT_DATA_ERROR = 1
+from segprep.cli.common import fail, registry_option
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_DATA_ERROR)
-
-
-def _registry_option(fn):  # type: ignore[no-untyped-def]
-    return click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), envvar="SEGPREP_REGISTRY", default=None, help="Registry file (default: $SEGPREP_REGISTRY, ./dataset_registry.yaml, then the built-in one).")(fn)
+    fail([], message)
 
 
 def _entry(dataset: str, registry: Path | None):  # type: ignore[no-untyped-def]
@@ -133,7 +128,7 @@ Examples:
 @click.option("--mixed-precision", is_flag=True, help="mixed_float16 compute with loss scaling (GPUs).")
 @click.option("--xla", is_flag=True, help="Compile the training step with XLA (GPUs).")
 @click.option("--seed", type=int, default=None)
-@_registry_option
+@registry_option
 def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, registry):  # type: ignore[no-untyped-def]
     """Train DeepLabv3+ with DeepLab's augmentation, poly LR and the ignore-masked loss."""
     entry = _entry(dataset, registry)
@@ -202,7 +197,7 @@ Examples:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the SPEC §5 JSON here ('-' for stdout).")
 @click.option("--scales", default="1", show_default=True, help="Comma-separated inference scales (averaged).")
 @click.option("--flip", is_flag=True, help="Also average the left-right flipped image.")
-@_registry_option
+@registry_option
 def eval_cmd(dataset, data, checkpoint, split, json_path, scales, flip, registry):  # type: ignore[no-untyped-def]
     """Full-resolution evaluation: mIoU, per-class IoU, pixel accuracy (and KITTI road measures for 2 classes)."""
     entry = _entry(dataset, registry)
@@ -236,7 +231,7 @@ Examples:
 @click.option("--split", default="", help="Name of the split for the report.")
 @click.option("--probabilities", is_flag=True, help="Predictions are 8-bit road probabilities (kitti_road style), not class ids.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@_registry_option
+@registry_option
 def score(pred_dir, gt_dir, dataset, split, probabilities, json_path, registry):  # type: ignore[no-untyped-def]
     """The eval metrics for prediction PNGs made by any model, against index-PNG ground truth."""
     entry = _entry(dataset, registry)
