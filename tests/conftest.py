@@ -127,3 +127,39 @@ def read_records(out_dir: Path, split: str) -> list[dict]:
         parsed = tf.io.parse_single_example(record, spec)
         out.append({k: v.numpy() for k, v in parsed.items()})
     return out
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fault-table", action="store_true", help="Print the fault class | commands | cases | result table.")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    """With --fault-table: one row per fault class from the tests marked @pytest.mark.fault."""
+    if not config.getoption("--fault-table"):
+        return
+    from faultkit import FAULT_CLASSES
+
+    rows: dict[str, dict] = {key: {"commands": set(), "cases": 0, "passed": 0} for key in FAULT_CLASSES}
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") != "call" and outcome == "passed":
+                continue
+            marks = getattr(report, "fault_marks", None) or []
+            for cls, commands in marks:
+                row = rows.setdefault(cls, {"commands": set(), "cases": 0, "passed": 0})
+                row["commands"].update(commands)
+                row["cases"] += 1
+                row["passed"] += outcome == "passed"
+    terminalreporter.write_line("")
+    terminalreporter.write_line("fault class | commands checked | cases in the tests | result")
+    for key, row in rows.items():
+        label = FAULT_CLASSES.get(key, key)
+        result = "all pass" if row["cases"] and row["passed"] == row["cases"] else f"{row['passed']}/{row['cases']} pass"
+        terminalreporter.write_line(f"{label} | {', '.join(sorted(row['commands'])) or '-'} | {row['cases']} | {result}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    report.fault_marks = [(m.args[0], tuple(m.args[1:])) for m in item.iter_markers("fault")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from segprep.cli.guarded import GuardedGroup
 from segprep.cli.colormap_cmd import remove_colormap
 from segprep.cli.convert_cmd import convert
 from segprep.cli.inspect_cmd import inspect_cmd
@@ -15,7 +16,7 @@ from segprep.cli.trainids_cmd import trainids
 from segprep.cli.verify_cmd import verify
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="segprep", message="%(prog)s %(version)s")
 def main() -> None:
     """Prepare segmentation datasets for DeepLab-style training.
