@@ -4,8 +4,8 @@ segprep stores images byte for byte and must learn their format and size without
 full decode (decoding is ~4 ms per CamVid frame, 10x the rest of the per-sample work). The
 checks here walk the file structure instead: every PNG chunk with its CRC, the JPEG marker
 segments up to the scan and the end-of-image marker after it. That catches truncated and
-corrupted files without decoding; it cannot see damage inside JPEG entropy-coded data, which
-no check short of a full decode can.
+corrupted files without decoding; it cannot see damage inside JPEG entropy-coded data or inside
+a PNG's zlib stream: segprep.formats.payload decodes what must be decoded for that.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+
+from segprep.errors import SegprepError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8\xff"
@@ -23,8 +25,8 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-class ImageFormatError(ValueError):
-    """The bytes are not a complete, well-formed JPEG or PNG."""
+class ImageFormatError(SegprepError, ValueError):
+    """The bytes are not a complete, well-formed JPEG or PNG (or do not decode)."""
 
 
 @dataclass(frozen=True)
