@@ -40,10 +40,15 @@ def class_weights(method: str, class_pixels: np.ndarray, presence_pixels: np.nda
     if not present.any():
         raise ValueError("the split has no labelled pixels")
     if method == "median-frequency":
-        frequency = counts[present] / np.asarray(presence_pixels[:num_classes], dtype=np.float64)[present]
-        weights[present] = np.median(frequency) / frequency
+        with np.errstate(divide="ignore", invalid="ignore"):  # inconsistent counts are refused just below
+            frequency = counts[present] / np.asarray(presence_pixels[:num_classes], dtype=np.float64)[present]
+            weights[present] = np.median(frequency) / frequency
     elif method == "inverse":
         weights[present] = counts.sum() / (present.sum() * counts[present])
     else:
         raise ValueError(f"unknown class-weight method {method!r} (expected one of {', '.join(METHODS)})")
+    if not np.isfinite(weights).all():
+        # Only inconsistent counts (a class's pixels in no image) get here; inf or NaN would make every loss NaN.
+        bad = [int(c) for c in np.flatnonzero(~np.isfinite(weights))]
+        raise ValueError(f"class weights of class(es) {bad} are not finite: the class-pixel counts are inconsistent")
     return ClassWeights(method, [round(float(w), 6) for w in weights], [int(c) for c in np.flatnonzero(~present)])

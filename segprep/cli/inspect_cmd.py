@@ -68,7 +68,7 @@ def inspect_cmd(
         entry = load_registry_or_exit(registry).get(dataset)
     report = inspect_folder(folder, entry)
     if not report.splits:
-        fail([], f"{folder}: no TFRecord shards found")
+        fail(report.warnings, f"{folder}: no TFRecord shards found")
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=1))
     else:
@@ -78,7 +78,8 @@ def inspect_cmd(
     if weights_method is not None:
         _write_class_weights(report, folder, weights_method, weights_split, registry, quiet=as_json)
     problems = [f"{folder}: split {s.split}: label values outside the classes: {report.out_of_range(s)}" for s in report.splits.values() if report.out_of_range(s)]
-    problems += [m for s in report.splits.values() for m in s.size_mismatches]
+    problems += [m for s in report.splits.values() for m in s.size_mismatches + s.problems]
+    problems = report.warnings + problems  # manifests that could not be used come first
     if problems:
         fail(problems, f"{len(problems)} problem(s) in {folder}")
 
@@ -122,7 +123,7 @@ def _write_preview(report, folder: Path, target: Path, split: str | None, count:
 def _write_class_weights(report, folder: Path, method: str, split: str, registry: Path | None, quiet: bool) -> None:  # type: ignore[no-untyped-def]
     """Class weights from one split's pixels, written into the dataset's registry entry."""
     from segprep.class_weights import class_weights
-    from segprep.registry import set_class_weights
+    from segprep.registry import RegistryError, set_class_weights
 
     if split not in report.splits:
         raise click.UsageError(f"no split {split!r} in {folder} (has {', '.join(report.splits)}); choose one with --weights-split")
@@ -136,7 +137,11 @@ def _write_class_weights(report, folder: Path, method: str, split: str, registry
         result = class_weights(method, stats.histogram, stats.presence_pixels(report.ignore_label), report.num_classes)
     except ValueError as exc:
         fail([], f"{folder}: split {split}: {exc}")
-    set_class_weights(reg.path, report.dataset, result.weights)
+    try:
+        # Validated against the entry: weights that would give NaN or 0/0 losses are refused, registry unchanged.
+        set_class_weights(reg.path, report.dataset, result.weights)
+    except RegistryError as exc:
+        fail([], f"{exc} (computed from split {split} of {folder})")
     names = report.class_names or [str(i) for i in range(report.num_classes)]
     if not quiet:
         rows = [[f"{i} {names[i]}", int(stats.histogram[i]), f"{w:.4f}"] for i, w in enumerate(result.weights)]

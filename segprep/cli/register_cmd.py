@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -66,9 +67,9 @@ def register(
     if data_dir is not None:
         raw["data_dir"] = str(data_dir.resolve())
     if weights_text is not None:
-        raw["class_weights"] = _weights(weights_text)
+        raw["class_weights"] = parse_class_weights(weights_text, f"{reg.path}: dataset {name!r}")
     try:
-        entry = validate_entry(name, raw, "segprep register")
+        entry = validate_entry(name, raw, reg.path)
         register_dataset(reg.path, entry)
     except RegistryError as exc:
         fail([], str(exc))
@@ -101,21 +102,48 @@ def _colormap(spec: str) -> str | list[list[int]]:
     path = Path(spec)
     if not path.is_file():
         return spec
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise click.UsageError(f"{path}: not UTF-8 text") from None
+    return parse_colormap_text(text, path)
+
+
+_COMPONENT = re.compile(r"[0-9]{1,3}")
+
+
+def parse_colormap_text(text: str, source: Path | str) -> list[list[int]]:
+    """Colours from "r g b" (or "r,g,b") lines, '#' comments and blank lines skipped; each value 0..255.
+
+    Only ASCII digits count: str.isdigit() also accepts '²' or '٣', which int() then refuses.
+    """
     colors = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = line.replace(",", " ").split()
-        if len(fields) != 3 or not all(f.isdigit() for f in fields):
-            raise click.UsageError(f"{path}:{number}: expected 'r g b', got {line.strip()!r}")
+        if len(fields) != 3 or not all(_COMPONENT.fullmatch(f) for f in fields) or any(int(f) > 255 for f in fields):
+            raise click.UsageError(f"{source}:{number}: expected 'r g b' with values in 0..255, got {line.strip()!r}")
         colors.append([int(f) for f in fields])
+    if not colors:
+        raise click.UsageError(f"{source}: no colours (expected one 'r g b' line per class)")
     return colors
 
 
-def _weights(text: str) -> list[float] | None:
+def parse_class_weights(text: str, where: str) -> list[float] | None:
+    """--class-weights: None for 'none', else finite weights >= 0, not all 0 (training would get NaN or 0/0 losses).
+
+    where names the registry file and dataset, for the message.
+    """
+    from segprep.registry import class_weights_problem
+
     if text.strip().lower() in ("none", "null", ""):
         return None
     try:
-        return [float(w) for w in text.split(",")]
+        weights = [float(w) for w in text.split(",")]
     except ValueError:
         raise click.UsageError(f"--class-weights: expected comma-separated numbers, got {text!r}") from None
+    problem = class_weights_problem(weights)
+    if problem:
+        raise click.UsageError(f"--class-weights: {where}: class_weights {problem}")
+    return [w + 0.0 for w in weights]
