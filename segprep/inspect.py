@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import re
+import struct
+import zlib
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -17,10 +19,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from segprep.formats.example import decode_example
+from segprep.errors import describe_os_error
+from segprep.formats.example import ExampleDecodeError, decode_example
 from segprep.formats.images import ImageFormatError, read_image_info
-from segprep.formats.tfrecord import iter_records
-from segprep.manifest import find_manifests
+from segprep.formats.tfrecord import CorruptRecordError, iter_records
+from segprep.manifest import MANIFEST_SUFFIX, ManifestError, load_manifest
 
 _SHARD = re.compile(r"(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord")
 
@@ -34,6 +37,7 @@ class SplitStats:
     shards: int = 0
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
     size_mismatches: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # unreadable shards and records, one line each
     skipped: int = 0
     names: list[str] = field(default_factory=list)
     # (values, counts) of each record's label, for statistics that need per-image presence.
@@ -57,6 +61,7 @@ class InspectReport:
     colormap: str | list[list[int]] | None
     splits: dict[str, SplitStats]
     duplicates: list[tuple[str, list[str]]]
+    warnings: list[str] = field(default_factory=list)  # manifests that could not be used
 
     def out_of_range(self, stats: SplitStats) -> dict[int, int]:
         if self.num_classes is None:
@@ -93,10 +98,12 @@ class InspectReport:
                     "ignore_fraction": self.ignore_fraction(s),
                     "out_of_range_values": {str(v): n for v, n in self.out_of_range(s).items()},
                     "size_mismatches": s.size_mismatches,
+                    "problems": s.problems,
                 }
                 for split, s in self.splits.items()
             },
             "duplicates": [{"name": n, "splits": sp} for n, sp in self.duplicates],
+            "warnings": self.warnings,
         }
 
 
@@ -111,32 +118,71 @@ def _from_manifest(manifest: dict[str, Any]) -> SplitStats:
     return stats
 
 
+# What PIL raises on a damaged label PNG besides OSError.
+_PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
+
+
 def scan_split(split: str, shards: list[Path]) -> SplitStats:
-    """Statistics of a split read from its records (no manifest): decodes every label."""
+    """Statistics of a split read from its records (no manifest): decodes every label.
+
+    A shard or record that cannot be read becomes one line in `problems`; the scan goes on.
+    """
     stats = SplitStats(split, shards=len(shards))
     for shard in shards:
-        for payload in iter_records(shard):
-            example = decode_example(payload)
-            name = example.get("image/filename", [b"?"])[0].decode(errors="replace")
-            stats.records += 1
-            stats.names.append(name)
-            with Image.open(io.BytesIO(example["image/segmentation/class/encoded"][0])) as label:
-                array = np.asarray(label)
-            if array.ndim != 2:
-                stats.size_mismatches.append(f"{shard.name}: {name}: label has {array.shape[2]} channels")
-                continue
-            counts = np.bincount(array.ravel(), minlength=256)[:256]
-            stats.histogram += counts
-            present = np.flatnonzero(counts)
-            stats.per_sample.append((present, counts[present]))
-            try:
-                info = read_image_info(example["image/encoded"][0])
-            except ImageFormatError as exc:
-                stats.size_mismatches.append(f"{shard.name}: {name}: {exc}")
-                continue
-            if (info.height, info.width) != array.shape:
-                stats.size_mismatches.append(f"{shard.name}: {name}: image {info.width}x{info.height}, label {array.shape[1]}x{array.shape[0]}")
+        try:
+            for number, payload in enumerate(iter_records(shard), start=1):
+                _scan_record(stats, shard, number, payload)
+        except CorruptRecordError as exc:
+            stats.problems.append(str(exc))
+        except OSError as exc:
+            stats.problems.append(describe_os_error(exc))
     return stats
+
+
+def _scan_record(stats: SplitStats, shard: Path, number: int, payload: bytes) -> None:
+    where = f"{shard}: record {number}"
+    try:
+        example = decode_example(payload)
+    except ExampleDecodeError as exc:
+        stats.problems.append(f"{where}: not a tf.train.Example ({exc})")
+        return
+    name = _single_bytes(example, "image/filename", b"?").decode(errors="replace")
+    stats.records += 1
+    stats.names.append(name)
+    label_png = _single_bytes(example, "image/segmentation/class/encoded")
+    if label_png is None:
+        stats.problems.append(f"{where} ({name}): no image/segmentation/class/encoded bytes")
+        return
+    try:
+        with Image.open(io.BytesIO(label_png)) as label:
+            array = np.asarray(label)
+    except _PIL_ERRORS as exc:
+        stats.problems.append(f"{where} ({name}): label is not a readable image ({' '.join(str(exc).split()) or type(exc).__name__})")
+        return
+    if array.ndim != 2 or array.dtype != np.uint8:
+        detail = f"{array.shape[2]} channels" if array.ndim == 3 else f"shape {array.shape}, {array.dtype}"
+        stats.size_mismatches.append(f"{shard.name}: {name}: label has {detail}")
+        return
+    counts = np.bincount(array.ravel(), minlength=256)[:256]
+    stats.histogram += counts
+    present = np.flatnonzero(counts)
+    stats.per_sample.append((present, counts[present]))
+    image = _single_bytes(example, "image/encoded")
+    try:
+        if image is None:
+            raise ImageFormatError("no image/encoded bytes")
+        info = read_image_info(image)
+    except ImageFormatError as exc:
+        stats.size_mismatches.append(f"{shard.name}: {name}: {exc}")
+        return
+    if (info.height, info.width) != array.shape:
+        stats.size_mismatches.append(f"{shard.name}: {name}: image {info.width}x{info.height}, label {array.shape[1]}x{array.shape[0]}")
+
+
+def _single_bytes(example: dict[str, Any], key: str, default: bytes | None = None) -> bytes | None:
+    """The first bytes value of a feature, or default when the feature is absent or holds no bytes."""
+    values = example.get(key) or []
+    return values[0] if values and isinstance(values[0], bytes) else default
 
 
 def find_duplicates(splits: dict[str, SplitStats]) -> list[tuple[str, list[str]]]:
@@ -157,12 +203,13 @@ def find_duplicates(splits: dict[str, SplitStats]) -> list[tuple[str, list[str]]
 
 def inspect_folder(out_dir: Path, entry: Any | None = None) -> InspectReport:
     """Inspect a folder of shards; entry (a registry DatasetEntry) supplies classes where no manifest does."""
-    manifests = find_manifests(out_dir)
+    manifests, warnings = _load_manifests(out_dir)
     splits = {split: _from_manifest(m) for split, m in manifests.items()}
     groups: dict[str, list[Path]] = {}
     for path in sorted(out_dir.glob("*.tfrecord")):
         match = _SHARD.fullmatch(path.name)
-        if match and match["split"] not in splits:
+        # Hidden files (.tmp-*, .staged-*) are a writer's work in progress, not a split.
+        if match and not path.name.startswith(".") and match["split"] not in splits:
             groups.setdefault(match["split"], []).append(path)
     for split, shards in groups.items():
         splits[split] = scan_split(split, shards)
@@ -174,4 +221,22 @@ def inspect_folder(out_dir: Path, entry: Any | None = None) -> InspectReport:
         num_classes, ignore, names, colormap = reg["num_classes"], reg["ignore_label"], reg["class_names"], reg["colormap"]
     if entry is not None:
         dataset, num_classes, ignore, names, colormap = entry.name, entry.num_classes, entry.ignore_label, entry.class_names, entry.colormap
-    return InspectReport(dataset, num_classes, ignore, names, colormap, splits, find_duplicates(splits))
+    return InspectReport(dataset, num_classes, ignore, names, colormap, splits, find_duplicates(splits), warnings)
+
+
+def _load_manifests(out_dir: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """{split: manifest} of the sound manifests, and one warning per manifest that is not.
+
+    A split whose manifest cannot be used is inspected from its records instead, like a folder
+    written by DeepLab's own converters.
+    """
+    manifests: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for path in sorted(out_dir.glob(f"*{MANIFEST_SUFFIX}")):
+        try:
+            document = load_manifest(path)
+        except ManifestError as exc:
+            warnings.append(f"{exc}; reading the split's records instead")
+            continue
+        manifests[document["split"]] = document
+    return manifests, warnings

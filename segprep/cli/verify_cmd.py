@@ -21,15 +21,19 @@ from segprep.cli.common import (
 @workers_option
 @quiet_option
 def verify(out_dir: Path, workers: int | None, quiet: bool) -> None:
-    """Check record CRCs, feature keys, names, sizes and the sha256 of every image and label against the manifests."""
-    from segprep.manifest import find_manifests
-    from segprep.parallel import OrderedPool
-    from segprep.verify import verify_output
+    """Check record CRCs, feature keys, names, sizes and the sha256 of every image and label against the manifests.
 
-    total = sum(m["num_records"] for m in find_manifests(out_dir).values())
+    Trusts nothing: a missing, truncated or inconsistent manifest, a shard that disagrees with
+    it, a shard or temporary file no manifest explains, each is an error naming the file (exit 1).
+    """
+    from segprep.parallel import OrderedPool
+    from segprep.verify import plan_verify, run_plan
+
+    plan = plan_verify(out_dir)
     with OrderedPool(resolve_workers(workers)) as pool, progress_bar(quiet) as progress:
-        report = verify_output(out_dir, pool, progress.task("verify", total))
+        report = run_plan(plan, pool, progress.task("verify", plan.total))
     print_table(f"verify {out_dir}", ["split", "records checked"], [[s, n] for s, n in report.records.items()], quiet)
     if report.problems:
-        fail(report.problems, f"{len(report.problems)} problem(s) in {out_dir}")
+        # One line per problem, even for a file name with a line break in it.
+        fail([" ".join(p.splitlines()) for p in report.problems], f"{len(report.problems)} problem(s) in {out_dir}")
     click.echo(f"ok: {sum(report.records.values())} records in {len(report.records)} split(s) match their manifests")

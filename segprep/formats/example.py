@@ -15,6 +15,8 @@ import functools
 import struct
 from collections.abc import Iterable
 
+from segprep.errors import SegprepError
+
 FeatureValue = bytes | int | list[bytes] | list[int] | list[float]
 
 
@@ -70,12 +72,20 @@ def _key_prefix(key: str) -> bytes:
     return _header(1, len(encoded)) + encoded
 
 
+class ExampleDecodeError(SegprepError, ValueError):
+    """Bytes that are not a well-formed tf.train.Example; the caller adds the file and record."""
+
+
+_WIRE_VARINT, _WIRE_64BIT, _WIRE_BYTES, _WIRE_32BIT = 0, 1, 2, 5
+_UINT64 = (1 << 64) - 1
+
+
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     result = 0
     shift = 0
     while True:
         if pos >= len(data):
-            raise ValueError("truncated varint")
+            raise ExampleDecodeError("truncated varint")
         byte = data[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -83,7 +93,7 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
             return result, pos
         shift += 7
         if shift > 63:
-            raise ValueError("varint too long")
+            raise ExampleDecodeError("varint longer than 10 bytes")
 
 
 def _fields(data: bytes) -> Iterable[tuple[int, int, bytes | int]]:
@@ -93,70 +103,118 @@ def _fields(data: bytes) -> Iterable[tuple[int, int, bytes | int]]:
     while pos < end:
         tag, pos = _read_varint(data, pos)
         number, wire = tag >> 3, tag & 7
-        if wire == 0:
+        if number == 0:
+            raise ExampleDecodeError("field number 0")
+        value: bytes | int
+        if wire == _WIRE_VARINT:
             value, pos = _read_varint(data, pos)
-        elif wire == 2:
+        elif wire == _WIRE_BYTES:
             length, pos = _read_varint(data, pos)
             if pos + length > end:
-                raise ValueError("truncated length-delimited field")
+                raise ExampleDecodeError("truncated length-delimited field")
             value = data[pos : pos + length]
             pos += length
-        elif wire == 5:
-            value = data[pos : pos + 4]
-            pos += 4
-        elif wire == 1:
-            value = data[pos : pos + 8]
-            pos += 8
+        elif wire in (_WIRE_32BIT, _WIRE_64BIT):
+            width = 4 if wire == _WIRE_32BIT else 8
+            if pos + width > end:
+                raise ExampleDecodeError("truncated fixed-width field")
+            value = data[pos : pos + width]
+            pos += width
         else:
-            raise ValueError(f"unsupported wire type {wire}")
+            raise ExampleDecodeError(f"unsupported wire type {wire}")
         yield number, wire, value
 
 
+def _expect(wire: int, wanted: int, what: str) -> None:
+    """A known field sent with another wire type: protobuf refuses such a message, and so do we."""
+    if wire != wanted:
+        raise ExampleDecodeError(f"{what} has wire type {wire}, expected {wanted}")
+
+
 def _signed(value: int) -> int:
+    value &= _UINT64
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def _bytes_list(data: bytes) -> list[bytes]:
+    values: list[bytes] = []
+    for n, wire, v in _fields(data):
+        if n == 1:
+            _expect(wire, _WIRE_BYTES, "BytesList.value")
+            values.append(v)  # type: ignore[arg-type]
+    return values
+
+
+def _float_list(data: bytes) -> list[float]:
+    floats: list[float] = []
+    for n, wire, v in _fields(data):
+        if n != 1:
+            continue
+        if wire == _WIRE_BYTES:  # packed
+            if len(v) % 4:  # type: ignore[arg-type]
+                raise ExampleDecodeError(f"packed FloatList of {len(v)} bytes, not a multiple of 4")  # type: ignore[arg-type]
+            floats.extend(struct.unpack(f"<{len(v) // 4}f", v))  # type: ignore[arg-type,operator]
+        else:
+            _expect(wire, _WIRE_32BIT, "FloatList.value")
+            floats.append(struct.unpack("<f", v)[0])  # type: ignore[arg-type]
+    return floats
+
+
+def _int64_list(data: bytes) -> list[int]:
+    ints: list[int] = []
+    for n, wire, v in _fields(data):
+        if n != 1:
+            continue
+        if wire == _WIRE_BYTES:  # packed
+            pos = 0
+            while pos < len(v):  # type: ignore[arg-type]
+                item, pos = _read_varint(v, pos)  # type: ignore[arg-type]
+                ints.append(_signed(item))
+        else:
+            _expect(wire, _WIRE_VARINT, "Int64List.value")
+            ints.append(_signed(v))  # type: ignore[arg-type]
+    return ints
+
+
+_LISTS = {1: _bytes_list, 2: _float_list, 3: _int64_list}
+
+
 def _decode_feature(data: bytes) -> list[bytes] | list[int] | list[float]:
-    for number, _, payload in _fields(data):
-        if number == 1:
-            return [v for n, _, v in _fields(payload) if n == 1]
-        if number == 2:
-            floats: list[float] = []
-            for n, wire, v in _fields(payload):
-                if n == 1 and wire == 2:
-                    floats.extend(struct.unpack(f"<{len(v) // 4}f", v))
-                elif n == 1:
-                    floats.append(struct.unpack("<f", v)[0])
-            return floats
-        if number == 3:
-            ints: list[int] = []
-            for n, wire, v in _fields(payload):
-                if n == 1 and wire == 2:  # packed
-                    pos = 0
-                    while pos < len(v):
-                        item, pos = _read_varint(v, pos)
-                        ints.append(_signed(item))
-                elif n == 1:
-                    ints.append(_signed(v))
-            return ints
-    return []
+    """The Feature's list; as in protobuf, the last member of the `kind` oneof wins."""
+    value: list[bytes] | list[int] | list[float] = []
+    for number, wire, payload in _fields(data):
+        if number in _LISTS:
+            _expect(wire, _WIRE_BYTES, "Feature.kind")
+            value = _LISTS[number](payload)  # type: ignore[arg-type]
+    return value
 
 
 def decode_example(data: bytes) -> dict[str, list[bytes] | list[int] | list[float]]:
-    """Parse a serialised tf.train.Example into {key: values}, keeping the order keys appear in."""
+    """Parse a serialised tf.train.Example into {key: values}, keeping the order keys appear in.
+
+    Anything that is not a well-formed Example raises ExampleDecodeError.
+    """
     result: dict[str, list[bytes] | list[int] | list[float]] = {}
-    for number, _, features in _fields(data):
+    for number, wire, features in _fields(data):
         if number != 1:
             continue
-        for entry_number, _, entry in _fields(features):
+        _expect(wire, _WIRE_BYTES, "Example.features")
+        for entry_number, entry_wire, entry in _fields(features):  # type: ignore[arg-type]
             if entry_number != 1:
                 continue
+            _expect(entry_wire, _WIRE_BYTES, "Features.feature")
             key = b""
             value: list[bytes] | list[int] | list[float] = []
-            for n, _, v in _fields(entry):
+            for n, w, v in _fields(entry):  # type: ignore[arg-type]
                 if n == 1:
-                    key = v
+                    _expect(w, _WIRE_BYTES, "feature key")
+                    key = v  # type: ignore[assignment]
                 elif n == 2:
-                    value = _decode_feature(v)
-            result[key.decode()] = value
+                    _expect(w, _WIRE_BYTES, "Feature")
+                    value = _decode_feature(v)  # type: ignore[arg-type]
+            try:
+                name = key.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ExampleDecodeError(f"feature key {key[:40]!r} is not UTF-8") from None
+            result[name] = value
     return result

@@ -28,6 +28,7 @@ import io
 import json
 import math
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -35,7 +36,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from segprep.errors import SegprepError
 from segprep.formats.images import PNG_SIGNATURE, sniff_format
+from segprep.formats.tfrecord import read_regular_file
 
 # Shape types of labelme 6.3.1 (labelme/utils/shape.py) and how many points each needs:
 # (minimum, maximum); None = no maximum.
@@ -57,7 +60,12 @@ _EXIF_ORIENTATION_TAG = 0x0112
 _PNG_METADATA_CHUNKS = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt"})
 
 
-class LabelmeFormatError(ValueError):
+# What PIL raises on damaged or hostile image bytes besides OSError (found by fuzzing the reader):
+# truncated or malformed chunks, absurd dimensions, bad zlib streams.
+_PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
+
+
+class LabelmeFormatError(SegprepError, ValueError):
     """The file cannot be used; the message is one line, without the file name (the caller adds it)."""
 
 
@@ -115,7 +123,7 @@ def parse_labelme(data: bytes, json_path: Path) -> LabelmeFile:
         if isinstance(declared, bool) or not isinstance(declared, int | float):
             raise LabelmeFormatError(f"'{key}' must be an integer, got {_describe(declared)}")
         if declared != actual:
-            raise LabelmeFormatError(f"{key} is {declared:g} but the image ({image.source}) is {image.width}x{image.height}")
+            raise LabelmeFormatError(f"{key} is {_short_number(declared)} but the image ({image.source}) is {image.width}x{image.height}")
     return LabelmeFile(shapes, image)
 
 
@@ -130,13 +138,24 @@ def _decode_json(data: bytes) -> dict[str, Any]:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LabelmeFormatError(f"broken JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # an integer over Python's 4300-digit limit; absurd nesting
+        raise LabelmeFormatError(f"unreadable JSON ({str(exc) or type(exc).__name__})") from None
     if not isinstance(document, dict):
         raise LabelmeFormatError(f"expected a JSON object, got {_describe(document)}")
     return document
 
 
+def _short_number(value: int | float) -> str:
+    """A declared number for a message; integers too long for a float are shortened, not converted."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 20 else text[:17] + "..."
+
+
 def _describe(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    try:
+        text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    except (ValueError, RecursionError):  # an integer too long to print; absurd nesting
+        text = "..."
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{type(value).__name__} {text}" if value is not None else "null"
@@ -189,11 +208,21 @@ def _parse_points(raw: Any, where: str) -> tuple[tuple[float, float], ...]:
         if not (
             isinstance(point, list)
             and len(point) == 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in point)
+            and all(_is_coordinate(v) for v in point)
         ):
             raise LabelmeFormatError(f"{where}: every point must be [x, y] with finite numbers, got {_describe(point)}")
         points.append((point[0], point[1]))
     return tuple(points)
+
+
+def _is_coordinate(value: Any) -> bool:
+    """A finite number that is not a boolean; an integer too large for a float is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _decode_mask(text: str, where: str) -> np.ndarray:
@@ -201,8 +230,8 @@ def _decode_mask(text: str, where: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(base64.b64decode(text))) as image:
             return np.asarray(image).astype(bool)
-    except (binascii.Error, OSError, ValueError) as exc:
-        raise LabelmeFormatError(f"{where}: 'mask' is not a base64-encoded image ({exc})") from None
+    except (binascii.Error, *_PIL_ERRORS) as exc:
+        raise LabelmeFormatError(f"{where}: 'mask' is not a base64-encoded image ({_reason(exc)})") from None
 
 
 def load_image(document: dict[str, Any], json_path: Path) -> LabelmeImage:
@@ -213,7 +242,7 @@ def load_image(document: dict[str, Any], json_path: Path) -> LabelmeImage:
             raise LabelmeFormatError(f"'imageData' must be a base64 string or null, got {_describe(embedded)}")
         try:
             data = base64.b64decode(embedded)
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:  # ValueError: characters outside ASCII
             raise LabelmeFormatError(f"'imageData' is not valid base64 ({exc})") from None
         return _open_image(data, "imageData", apply_exif=False)
     image_path = document.get("imagePath")
@@ -221,12 +250,20 @@ def load_image(document: dict[str, Any], json_path: Path) -> LabelmeImage:
         raise LabelmeFormatError(f"no imageData and 'imagePath' is {_describe(image_path)}; labelme needs one of them")
     path = json_path.parent / PureWindowsPath(image_path).as_posix()
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)  # a FIFO or /dev/zero named as the image must not hang the run
     except FileNotFoundError:
-        raise LabelmeFormatError(f"image not found: {path} (imagePath {image_path!r})") from None
+        raise LabelmeFormatError(f"image not found: {_printable(path)} (imagePath {image_path!r})") from None
     except OSError as exc:
-        raise LabelmeFormatError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    return _open_image(data, str(path), apply_exif=True)
+        raise LabelmeFormatError(f"cannot read image {_printable(path)}: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL character in the path
+        raise LabelmeFormatError(f"'imagePath' {_describe(image_path)} is not a usable path") from None
+    return _open_image(data, _printable(path), apply_exif=True)
+
+
+def _printable(path: Path) -> str:
+    """The path as text for a one-line message: quoted when it holds a line break or other control character."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def _open_image(data: bytes, source: str, apply_exif: bool) -> LabelmeImage:
@@ -235,8 +272,8 @@ def _open_image(data: bytes, source: str, apply_exif: bool) -> LabelmeImage:
     except UnidentifiedImageError:
         head = data[:8].hex(" ") if data else "empty"
         raise LabelmeFormatError(f"{source}: not an image PIL can read (starts with {head})") from None
-    except OSError as exc:
-        raise LabelmeFormatError(f"{source}: unreadable image ({exc})") from None
+    except _PIL_ERRORS as exc:
+        raise LabelmeFormatError(f"{source}: unreadable image ({_reason(exc)})") from None
     with image:
         if image.mode not in _DISPLAYABLE_MODES:
             raise LabelmeFormatError(f"{source}: image mode {image.mode} is not supported (labelme opens 1, L, P, RGB, RGBA, LA, PA)")
@@ -245,17 +282,22 @@ def _open_image(data: bytes, source: str, apply_exif: bool) -> LabelmeImage:
         if orientation in _ORIENTATION_TRANSPOSE:
             try:
                 oriented = image.transpose(_ORIENTATION_TRANSPOSE[orientation])
-            except OSError as exc:
-                raise LabelmeFormatError(f"{source}: cannot decode image ({exc})") from None
+            except _PIL_ERRORS as exc:
+                raise LabelmeFormatError(f"{source}: cannot decode image ({_reason(exc)})") from None
             encoded = _encode_like_labelme(oriented)
             return LabelmeImage(encoded, sniff_format(encoded) or "jpeg", oriented.width, oriented.height, source, f"EXIF orientation {orientation}")
         if kind is None:
             try:
                 encoded = _encode_like_labelme(image)
-            except OSError as exc:
-                raise LabelmeFormatError(f"{source}: cannot decode image ({exc})") from None
+            except _PIL_ERRORS as exc:
+                raise LabelmeFormatError(f"{source}: cannot decode image ({_reason(exc)})") from None
             return LabelmeImage(encoded, sniff_format(encoded) or "jpeg", image.width, image.height, source, f"{image.format} image re-encoded")
         return LabelmeImage(data, kind, image.width, image.height, source)
+
+
+def _reason(exc: BaseException) -> str:
+    """PIL's message on one line, or the exception's type when it has none."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # EXIF orientation -> the PIL transpose that shows the image upright (the EXIF 2.3 definitions).
@@ -285,7 +327,7 @@ def _exif_orientation(image: Image.Image, data: bytes, kind: str | None) -> Any:
     try:
         exif = reader()
     except Exception as exc:  # noqa: BLE001 - PIL raises many types on corrupt EXIF
-        raise LabelmeFormatError(f"unreadable EXIF data ({type(exc).__name__}: {exc})") from None
+        raise LabelmeFormatError(f"unreadable EXIF data ({type(exc).__name__}: {_reason(exc)})") from None
     if not exif:
         return None
     orientation = exif.get(_EXIF_ORIENTATION_TAG)

@@ -6,11 +6,16 @@ google-crc32c (hardware-accelerated C). TensorFlow's TFRecordDataset reads these
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import google_crc32c
+
+from segprep.errors import SegprepError
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -27,31 +32,53 @@ def frame_record(payload: bytes) -> bytes:
     return length + struct.pack("<I", masked_crc(length)) + payload + struct.pack("<I", masked_crc(payload))
 
 
-class CorruptRecordError(ValueError):
-    """A TFRecord file is truncated or fails a CRC check."""
+class CorruptRecordError(SegprepError, ValueError):
+    """A TFRecord file is truncated or fails a CRC check; the message names the file and the offset."""
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file; OSError naming it for anything else.
+
+    Opened without blocking, so that a FIFO or device named like a shard or manifest is refused
+    instead of hanging the reader forever.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
 
 
 def iter_records(path: Path) -> Iterator[bytes]:
     """Yield each record's payload, checking both CRCs; raise CorruptRecordError naming file and offset."""
-    with open(path, "rb") as handle:
-        data = handle.read()
+    yield from iter_framed(read_regular_file(path), str(path))
+
+
+def iter_framed(data: bytes, source: str) -> Iterator[bytes]:
+    """The payloads of TFRecord-framed bytes; CorruptRecordError naming source and the byte offset."""
     pos = 0
     size = len(data)
     while pos < size:
         if pos + 12 > size:
-            raise CorruptRecordError(f"{path}: truncated record header at byte {pos}")
+            raise CorruptRecordError(f"{source}: truncated record header at byte {pos}")
         length_bytes = data[pos : pos + 8]
         (length,) = struct.unpack("<Q", length_bytes)
         (length_crc,) = struct.unpack_from("<I", data, pos + 8)
         if masked_crc(length_bytes) != length_crc:
-            raise CorruptRecordError(f"{path}: bad length CRC at byte {pos}")
+            raise CorruptRecordError(f"{source}: bad length CRC at byte {pos}")
         start = pos + 12
         end = start + length
         if end + 4 > size:
-            raise CorruptRecordError(f"{path}: truncated record at byte {pos}")
+            raise CorruptRecordError(f"{source}: truncated record at byte {pos}")
         payload = data[start:end]
         (payload_crc,) = struct.unpack_from("<I", data, end)
         if masked_crc(payload) != payload_crc:
-            raise CorruptRecordError(f"{path}: bad data CRC in record at byte {pos}")
+            raise CorruptRecordError(f"{source}: bad data CRC in record at byte {pos}")
         yield payload
         pos = end + 4
