@@ -1,14 +1,18 @@
 """The sharded TFRecord writer of SPEC §2, DeepLab compatible.
 
-Per sample (in worker processes): read the image bytes and check their structure and size from
-the header (never decoding pixels), decode the label and validate every pixel against the
-dataset's LabelPolicy, build the tf.train.Example and frame it as a TFRecord. The parent writes
-records in list order into contiguous shards of ceil(N / n) records, as DeepLab's converters do.
+Per sample (in worker processes): read the image bytes, check their structure and size from
+the header and their payload (JPEG scans Huffman-decoded; see segprep.formats.payload), decode
+the label and validate every pixel against the dataset's LabelPolicy, build the
+tf.train.Example and frame it as a TFRecord. The parent writes records in list order into
+contiguous shards of ceil(N / n) records, as DeepLab's converters do.
 
-Safety: each shard is written under a hidden temporary name and renamed when complete, then
-recorded in a journal; the manifest is written last. A failed split (any bad sample without
---skip-invalid) leaves none of its shards behind; an interrupted run leaves only complete shards,
-which a re-run with the same inputs keeps instead of rewriting.
+Safety: the caller holds the output folder's lock (segprep.outlock). Each shard is written under
+a temporary name, then kept as a hidden staged file and recorded in a journal; only when every
+shard of the split is complete are they renamed to their final names, and the manifest is
+written last. A failed split (any bad sample without --skip-invalid) leaves the split's earlier
+output as it was; an interrupted run leaves no new file that looks finished, and a re-run with
+the same inputs resumes from the staged shards. Shard-named files that no manifest or journal of
+segprep accounts for are never replaced or deleted (see foreign_shards).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,8 +32,10 @@ import numpy as np
 
 from segprep.datasets.base import ListProblem, Sample
 from segprep.fileio import append_file
+from segprep.errors import os_errors_name
 from segprep.formats.example import encode_example
 from segprep.formats.images import ImageFormatError, read_image_info
+from segprep.formats.payload import PayloadChecks, check_image_payload
 from segprep.formats.tfrecord import frame_record
 from segprep.manifest import (
     MANIFEST_FORMAT,
@@ -39,6 +46,7 @@ from segprep.manifest import (
     read_manifest,
     shard_name,
     shard_pattern,
+    staged_shard_name,
     temporary_shard_name,
     write_json_atomic,
 )
@@ -68,6 +76,11 @@ class WriterOptions:
     out_dir: Path
     num_shards: int | None = None
     skip_invalid: bool = False
+    decode_images: bool = False  # --decode-images: fully decode every image (see segprep.formats.payload)
+
+    @property
+    def payload_checks(self) -> PayloadChecks:
+        return PayloadChecks(decode_images=self.decode_images)
 
 
 @dataclass
@@ -82,8 +95,14 @@ class SplitResult:
     resumed_shards: int = 0
 
 
-def encode_sample(sample: Sample, policy: LabelPolicy) -> tuple[bytes, dict[str, Any]] | list[BadSample]:
-    """The framed TFRecord and manifest entry of one sample, or every reason it cannot be written."""
+def encode_sample(
+    sample: Sample, policy: LabelPolicy, checks: PayloadChecks = PayloadChecks()
+) -> tuple[bytes, dict[str, Any]] | list[BadSample]:
+    """The framed TFRecord and manifest entry of one sample, or every reason it cannot be written.
+
+    The image must pass `checks` (by default its structure plus a Huffman decode of JPEG scans),
+    the label every check of prepare_label; what fails is reported, never stored.
+    """
     bad: list[BadSample] = []
     image_bytes = _read(sample.name, sample.image, "image", bad)
     label_bytes = _read(sample.name, sample.label, "label", bad)
@@ -91,7 +110,9 @@ def encode_sample(sample: Sample, policy: LabelPolicy) -> tuple[bytes, dict[str,
     if image_bytes is not None:
         try:
             info = read_image_info(image_bytes)
+            check_image_payload(image_bytes, info, checks)
         except ImageFormatError as exc:
+            info = None
             bad.append(BadSample(sample.name, str(sample.image), str(exc)))
     if label_bytes is not None:
         try:
@@ -137,14 +158,16 @@ def encode_sample(sample: Sample, policy: LabelPolicy) -> tuple[bytes, dict[str,
     return frame_record(example), entry
 
 
-def encode_chunk(job: tuple[Path, list[Sample]], policy: LabelPolicy) -> tuple[list[dict[str, Any]], list[BadSample]]:
+def encode_chunk(
+    job: tuple[Path, list[Sample]], policy: LabelPolicy, checks: PayloadChecks = PayloadChecks()
+) -> tuple[list[dict[str, Any]], list[BadSample]]:
     """Encode consecutive samples into one file of records (worker side); return their entries and the bad ones."""
     path, samples = job
     entries: list[dict[str, Any]] = []
     bad: list[BadSample] = []
     with open(path, "wb") as handle:
         for sample in samples:
-            outcome = encode_sample(sample, policy)
+            outcome = encode_sample(sample, policy, checks)
             if isinstance(outcome, list):
                 bad.extend(outcome)
             else:
@@ -195,6 +218,109 @@ def _digest(document: Any) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
+@dataclass
+class SplitPlan:
+    """What a split will be once written: its shards, their samples and the fingerprints that make resume safe."""
+
+    split: str
+    samples: list[Sample]
+    out_dir: Path
+    names: list[str]  # final shard file names
+    ranges: list[range]  # the samples of each shard
+    shard_keys: list[str]  # fingerprint of each shard's inputs and parameters
+    fingerprint: str  # of the whole split, kept in the manifest
+    parameters: dict[str, Any]
+    problems: list[BadSample]  # list problems found before any file was read
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.names)
+
+    def staged(self, index: int) -> Path:
+        return self.out_dir / staged_shard_name(self.names[index])
+
+    @property
+    def journal(self) -> Path:
+        return journal_path(self.out_dir, self.split)
+
+    @property
+    def manifest(self) -> Path:
+        return manifest_path(self.out_dir, self.split)
+
+
+def plan_split(
+    split: str,
+    samples: list[Sample],
+    policy: LabelPolicy,
+    options: WriterOptions,
+    *,
+    dataset: str,
+    registry_entry: dict[str, Any],
+    list_problems: list[ListProblem] = (),  # type: ignore[assignment]
+) -> SplitPlan:
+    """Shard layout and fingerprints of a split, from file sizes and mtimes only (no file is read)."""
+    stats = [_stat(s.image) + _stat(s.label) for s in samples]
+    num_shards = options.num_shards or default_num_shards(samples, stats)
+    ranges = shard_ranges(len(samples), num_shards)
+    parameters = {
+        "dataset": dataset,
+        "split": split,
+        "num_shards": num_shards,
+        "skip_invalid": options.skip_invalid,
+        "label_policy": asdict(policy),
+        "registry_entry": registry_entry,
+        "checks": options.payload_checks.manifest_entry(),  # a re-run with other checks rewrites
+    }
+    shard_keys = [
+        _digest({"parameters": parameters, "shard": i, "samples": [[samples[k].name, str(samples[k].image), str(samples[k].label), stats[k]] for k in r]})
+        for i, r in enumerate(ranges)
+    ]
+    problems = [BadSample("", p.where, p.reason) for p in list_problems]
+    return SplitPlan(
+        split=split,
+        samples=samples,
+        out_dir=options.out_dir,
+        names=[shard_name(split, i, num_shards) for i in range(num_shards)],
+        ranges=ranges,
+        shard_keys=shard_keys,
+        fingerprint=_digest({"shards": shard_keys, "problems": [asdict(p) for p in problems]}),
+        parameters=parameters,
+        problems=problems,
+    )
+
+
+def owned_shard_files(out_dir: Path, split: str) -> set[str]:
+    """Shard file names of a split that segprep wrote here: listed in its manifest or its journal."""
+    owned: set[str] = set()
+    manifest = read_manifest(manifest_path(out_dir, split))
+    if manifest is not None:
+        owned.update(str(s.get("file")) for s in manifest.get("shards", []) if isinstance(s, dict))
+    owned.update(str(e.get("file")) for e in read_journal(journal_path(out_dir, split)).values())
+    return owned
+
+
+def foreign_shards(out_dir: Path, split: str) -> list[Path]:
+    """Files in out_dir named like this split's shards that no segprep manifest or journal accounts for.
+
+    They may be a user's own records (from DeepLab's converters, say): the writer refuses to run
+    rather than replace or delete them.
+    """
+    if not out_dir.is_dir():
+        return []
+    pattern = shard_pattern(split)
+    owned = owned_shard_files(out_dir, split)
+    return sorted(p for p in out_dir.iterdir() if pattern.fullmatch(p.name) and p.name not in owned)
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Remove what killed runs left: chunk and shard temporaries, half-written manifests.
+
+    Only call this while holding the output lock (segprep.outlock): then no live run owns them.
+    """
+    for path in [*out_dir.glob(".tmp-*"), *out_dir.glob(".*.manifest.json.*.tmp")]:
+        path.unlink(missing_ok=True)
+
+
 def write_split(
     split: str,
     samples: list[Sample],
@@ -207,85 +333,98 @@ def write_split(
     list_problems: list[ListProblem] = (),  # type: ignore[assignment]
     advance: Callable[[int], None] = lambda n: None,
 ) -> SplitResult:
-    """Write one split; see the module docstring for the guarantees."""
-    out_dir = options.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stats = [_stat(s.image) + _stat(s.label) for s in samples]
-    num_shards = options.num_shards or default_num_shards(samples, stats)
-    ranges = shard_ranges(len(samples), num_shards)
-    names = [shard_name(split, i, num_shards) for i in range(num_shards)]
-    parameters = {
-        "dataset": dataset,
-        "split": split,
-        "num_shards": num_shards,
-        "skip_invalid": options.skip_invalid,
-        "label_policy": asdict(policy),
-        "registry_entry": registry_entry,
-    }
-    shard_keys = [
-        _digest({"parameters": parameters, "shard": i, "samples": [[samples[k].name, str(samples[k].image), str(samples[k].label), stats[k]] for k in r]})
-        for i, r in enumerate(ranges)
-    ]
-    problems = [BadSample("", p.where, p.reason) for p in list_problems]
-    split_key = _digest({"shards": shard_keys, "problems": [asdict(p) for p in problems]})
+    """Write one split in three phases: plan, assemble (hidden, journalled, resumable), finalize.
 
-    manifest_file = manifest_path(out_dir, split)
-    previous = read_manifest(manifest_file)
-    if previous is not None and previous.get("fingerprint") == split_key and _shards_intact(out_dir, previous):
+    The split's earlier output stays untouched until every new shard is complete: a failed run
+    keeps it, and only finalize replaces it (renames, then the manifest last).
+    """
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan_split(split, samples, policy, options, dataset=dataset, registry_entry=registry_entry, list_problems=list_problems)
+    previous = read_manifest(plan.manifest)
+    if previous is not None and previous.get("fingerprint") == plan.fingerprint and _shards_intact(plan.out_dir, previous):
         advance(len(samples))
         skipped = [BadSample(**b) for b in previous.get("skipped", [])]
-        return SplitResult(split, "up to date", previous["num_records"], num_shards, skipped)
-    manifest_file.unlink(missing_ok=True)
+        return SplitResult(split, "up to date", previous["num_records"], plan.num_shards, skipped)
+    owned = owned_shard_files(plan.out_dir, split)
+    with os_errors_name(plan.out_dir):
+        done = _resume(plan)
+        advance(sum(len(plan.ranges[i]) for i in done))
+        failed, bad = _assemble(plan, done, policy, options.skip_invalid, pool, advance)
+        if failed:
+            _discard(plan)
+            return SplitResult(split, "failed", 0, plan.num_shards, bad)
+        return _finalize(plan, owned, len(done))
 
-    journal_file = journal_path(out_dir, split)
+
+def _resume(plan: SplitPlan) -> set[int]:
+    """Shards a killed run finished with the same inputs; the journal and staging are cut back to them."""
     done = {
         i: entry
-        for i, entry in read_journal(journal_file).items()
-        if i < num_shards and entry.get("key") == shard_keys[i] and _file_size(out_dir / names[i]) == entry.get("bytes")
+        for i, entry in read_journal(plan.journal).items()
+        if i < plan.num_shards and entry.get("key") == plan.shard_keys[i] and _file_size(plan.staged(i)) == entry.get("bytes")
     }
-    journal_file.unlink(missing_ok=True)
+    plan.journal.unlink(missing_ok=True)
     for i in sorted(done):
-        append_journal(journal_file, done[i])
-    advance(sum(len(ranges[i]) for i in done))
+        append_journal(plan.journal, done[i])
+    pattern = re.compile(re.escape(staged_shard_name("")) + shard_pattern(plan.split).pattern)
+    keep = {plan.staged(i).name for i in done}
+    for path in plan.out_dir.iterdir():
+        if pattern.fullmatch(path.name) and path.name not in keep:
+            path.unlink(missing_ok=True)
+    return set(done)
 
-    failed = bool(problems) and not options.skip_invalid
-    bad: list[BadSample] = list(problems)
-    todo = [i for i in range(num_shards) if i not in done]
+
+def _assemble(
+    plan: SplitPlan,
+    done: set[int],
+    policy: LabelPolicy,
+    skip_invalid: bool,
+    pool: OrderedPool,
+    advance: Callable[[int], None],
+) -> tuple[bool, list[BadSample]]:
+    """Encode the shards not yet done into hidden staged files, journalling each; (failed, bad samples)."""
+    out_dir, split = plan.out_dir, plan.split
+    failed = bool(plan.problems) and not skip_invalid
+    bad: list[BadSample] = list(plan.problems)
+    todo = [i for i in range(plan.num_shards) if i not in done]
     # Work is cut into chunks of consecutive samples inside a shard. A worker writes its chunk's
     # records to a hidden file and returns only the manifest entries, so record bytes never cross
     # a pipe; the parent splices chunk files into the shard in order (in the kernel), so the
     # output is the same whatever the number of workers.
     jobs = [
-        (i, out_dir / f".tmp-{split}-chunk-{os.getpid()}-{i:05d}-{start:07d}", [samples[k] for k in ranges[i][start : start + CHUNK_SIZE]])
+        (i, out_dir / f".tmp-{split}-chunk-{os.getpid()}-{i:05d}-{start:07d}", [plan.samples[k] for k in plan.ranges[i][start : start + CHUNK_SIZE]])
         for i in todo
-        for start in range(0, len(ranges[i]), CHUNK_SIZE)
+        for start in range(0, len(plan.ranges[i]), CHUNK_SIZE)
     ]
-    remaining = {i: len(ranges[i]) for i in todo}
+    remaining = {i: len(plan.ranges[i]) for i in todo}
     entries: dict[int, list[dict[str, Any]]] = {i: [] for i in todo}
     shard_bad: dict[int, list[BadSample]] = {i: [] for i in todo}
     handle = None
 
+    def temporary(i: int) -> Path:
+        return out_dir / temporary_shard_name(split, i, plan.num_shards)
+
     def finish(i: int) -> None:
         nonlocal handle
-        tmp = out_dir / temporary_shard_name(split, i, num_shards)
         if handle is None:
-            open(tmp, "wb").close()  # a shard with no valid sample is an empty file, as in DeepLab
+            open(temporary(i), "wb").close()  # a shard with no valid sample is an empty file, as in DeepLab
         else:
             handle.close()
             handle = None
-        os.replace(tmp, out_dir / names[i])
+        os.replace(temporary(i), plan.staged(i))
         append_journal(
-            journal_file,
+            plan.journal,
             {
                 "shard": i,
-                "key": shard_keys[i],
-                "bytes": _file_size(out_dir / names[i]),
+                "file": plan.names[i],
+                "key": plan.shard_keys[i],
+                "bytes": _file_size(plan.staged(i)),
                 "samples": entries[i],
                 "skipped": [asdict(b) for b in shard_bad[i]],
             },
         )
 
-    encode = functools.partial(encode_chunk, policy=policy)
+    encode = functools.partial(encode_chunk, policy=policy, checks=PayloadChecks.from_manifest_entry(plan.parameters["checks"]))
     try:
         _remove_temporaries(out_dir, split)
         for i in todo:
@@ -298,14 +437,14 @@ def write_split(
             if chunk_bad:
                 bad.extend(chunk_bad)
                 shard_bad[i].extend(chunk_bad)
-                if not options.skip_invalid and not failed:
+                if not skip_invalid and not failed:
                     failed = True
                     if handle is not None:
                         handle.close()
                         handle = None
             if not failed:
                 if handle is None:
-                    handle = open(out_dir / temporary_shard_name(split, i, num_shards), "wb")
+                    handle = open(temporary(i), "wb")
                 append_file(handle, path)
                 for entry in chunk_entries:
                     entry["shard"] = i
@@ -313,42 +452,58 @@ def write_split(
             path.unlink(missing_ok=True)
             if not remaining[i] and not failed:
                 finish(i)
+    except OSError:
+        # Disk full, permission lost, ...: leave nothing behind. (An interrupt keeps the staged
+        # shards and the journal, so that the next run resumes.)
+        if handle is not None:
+            handle.close()
+            handle = None
+        _discard(plan)
+        raise
     finally:
         if handle is not None:
             handle.close()
         _remove_temporaries(out_dir, split)
+    return failed, bad
 
-    if failed:
-        remove_split(out_dir, split)
-        return SplitResult(split, "failed", 0, num_shards, bad)
 
-    journal = read_journal(journal_file)
-    shards = [
-        {"file": names[i], "records": len(journal[i]["samples"]), "bytes": journal[i]["bytes"]} for i in range(num_shards)
-    ]
-    written = [entry for i in range(num_shards) for entry in journal[i]["samples"]]
-    skipped = [asdict(p) for p in problems] + [b for i in range(num_shards) for b in journal[i]["skipped"]]
+def _finalize(plan: SplitPlan, owned: set[str], resumed: int) -> SplitResult:
+    """Publish the staged shards under their final names, drop the split's old shards, then write the manifest."""
+    journal = read_journal(plan.journal)
+    shards = [{"file": plan.names[i], "records": len(journal[i]["samples"]), "bytes": journal[i]["bytes"]} for i in range(plan.num_shards)]
+    written = [entry for i in range(plan.num_shards) for entry in journal[i]["samples"]]
+    skipped = [asdict(p) for p in plan.problems] + [b for i in range(plan.num_shards) for b in journal[i]["skipped"]]
+    # From here until the new manifest exists the split is not finished: the old manifest goes first.
+    plan.manifest.unlink(missing_ok=True)
+    for i in range(plan.num_shards):
+        os.replace(plan.staged(i), plan.out_dir / plan.names[i])
+    for name in owned - set(plan.names):
+        (plan.out_dir / name).unlink(missing_ok=True)  # this split's shards of an earlier run with another shard count
     write_json_atomic(
-        manifest_file,
+        plan.manifest,
         {
             "format": MANIFEST_FORMAT,
-            "dataset": dataset,
-            "split": split,
+            "dataset": plan.parameters["dataset"],
+            "split": plan.split,
             "num_records": len(written),
-            "num_shards": num_shards,
-            "fingerprint": split_key,
-            "parameters": parameters,
+            "num_shards": plan.num_shards,
+            "fingerprint": plan.fingerprint,
+            "parameters": plan.parameters,
             "shards": shards,
             "skipped": skipped,
             "samples": written,
         },
     )
-    journal_file.unlink(missing_ok=True)
-    pattern = shard_pattern(split)
-    for path in out_dir.iterdir():
-        if pattern.fullmatch(path.name) and path.name not in names:
-            path.unlink()  # shards of an earlier run with another shard count
-    return SplitResult(split, "written", len(written), num_shards, [BadSample(**b) for b in skipped], len(done))
+    plan.journal.unlink(missing_ok=True)
+    return SplitResult(plan.split, "written", len(written), plan.num_shards, [BadSample(**b) for b in skipped], resumed)
+
+
+def _discard(plan: SplitPlan) -> None:
+    """Remove this run's staged shards, journal and temporaries; the split's earlier output is kept."""
+    for i in range(plan.num_shards):
+        plan.staged(i).unlink(missing_ok=True)
+    plan.journal.unlink(missing_ok=True)
+    _remove_temporaries(plan.out_dir, plan.split)
 
 
 def _file_size(path: Path) -> int:
@@ -360,14 +515,3 @@ def _file_size(path: Path) -> int:
 
 def _shards_intact(out_dir: Path, manifest: dict[str, Any]) -> bool:
     return all(_file_size(out_dir / s["file"]) == s["bytes"] for s in manifest.get("shards", []))
-
-
-def remove_split(out_dir: Path, split: str) -> None:
-    """Delete every shard, temporary file, journal and manifest of a split."""
-    pattern = shard_pattern(split)
-    for path in list(out_dir.iterdir()):
-        if pattern.fullmatch(path.name):
-            path.unlink(missing_ok=True)
-    _remove_temporaries(out_dir, split)
-    manifest_path(out_dir, split).unlink(missing_ok=True)
-    journal_path(out_dir, split).unlink(missing_ok=True)

@@ -134,4 +134,4 @@ def test_bad_registry_is_a_clear_error(run_cli, registry, folder_dataset, tmp_pa
 
 def test_usage_errors_exit_2(run_cli, folder_dataset, tmp_path):
     assert run_cli("convert", "nope", "--root", folder_dataset, "--out", tmp_path).exit_code == 2
-    assert run_cli("convert", "folder", "--root", folder_dataset, "--out", tmp_path).exit_code == 2  # no --name
+    assert run_cli("convert", "folder", "--root", folder_dataset, "--out", tmp_path / "out").exit_code == 2  # no --name

@@ -123,9 +123,9 @@ def make_ade20k(root, counts, seed=0):
 
 
 def test_ade20k_labels_kept_with_ignore_zero(run_cli, tmp_path, registry):
-    ade, labels = make_ade20k(tmp_path, {"train": 7, "val": 3})
+    ade, labels = make_ade20k(tmp_path / "src", {"train": 7, "val": 3})
     out = tmp_path / "out"
-    result = run_cli("convert", "ade20k", "--root", tmp_path, "--out", out, "--quiet", "--splits", "train,val,trainval")
+    result = run_cli("convert", "ade20k", "--root", tmp_path / "src", "--out", out, "--quiet", "--splits", "train,val,trainval")
     assert result.exit_code == 0, result.output
     entry = load_registry(registry).get("ade20k")
     assert entry.splits == {"train": 7, "val": 3, "trainval": 10}
@@ -149,7 +149,7 @@ def test_ade20k_value_above_150_is_refused(run_cli, tmp_path):
 
 @pytest.mark.parametrize("split", ["test"])
 def test_ade20k_unknown_split_is_usage_error(run_cli, tmp_path, split):
-    make_ade20k(tmp_path, {"train": 1, "val": 1})
-    result = run_cli("convert", "ade20k", "--root", tmp_path, "--out", tmp_path / "out", "--splits", split)
+    make_ade20k(tmp_path / "src", {"train": 1, "val": 1})
+    result = run_cli("convert", "ade20k", "--root", tmp_path / "src", "--out", tmp_path / "out", "--splits", split)
     assert result.exit_code == 1
     assert "ADE20K has splits train, val" in result.stderr

@@ -41,9 +41,9 @@ def make_voc(root, names_by_split):
 def test_pascal_voc_palette_labels_become_indices(run_cli, tmp_path, registry):
     splits = {"train": ["2007_000032", "2007_000039", "2007_000063"], "val": ["2007_000033", "2007_000042"]}
     splits["trainval"] = splits["train"] + splits["val"]
-    voc, labels = make_voc(tmp_path, splits)
+    voc, labels = make_voc(tmp_path / "src", splits)
     out = tmp_path / "out"
-    result = run_cli("convert", "pascal_voc_seg", "--root", tmp_path, "--out", out)
+    result = run_cli("convert", "pascal_voc_seg", "--root", tmp_path / "src", "--out", out)
     assert result.exit_code == 0, result.output
     assert load_registry(registry).get("pascal_voc_seg").splits == {"train": 3, "trainval": 5, "val": 2}
     for split, names in splits.items():

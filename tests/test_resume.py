@@ -1,4 +1,4 @@
-"""kill -9 in the middle of a run: shards on disk are complete or absent; a re-run resumes and verify passes."""
+"""kill -9 in the middle of a run: nothing looks finished, staged shards are complete; a re-run resumes and verify passes."""
 
 from __future__ import annotations
 
@@ -21,23 +21,25 @@ def test_kill_dash_nine_then_resume(tmp_path, registry):
     env = {**os.environ, "SEGPREP_REGISTRY": str(registry)}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(out.glob("train-*"))) < 3:
+    while time.monotonic() < deadline and len(list(out.glob(".staged-train-*"))) < 3:
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
 
-    finished = sorted(out.glob("train-*"))
-    assert 3 <= len(finished) < 40
+    assert not list(out.glob("train-*")), "a killed run left a shard under its final name"
     assert not (out / "train.manifest.json").exists()
-    for shard in finished:  # complete: every record of a final-named shard is intact, 10 records each
+    finished = sorted(out.glob(".staged-train-*"))
+    assert 3 <= len(finished) < 40
+    for shard in finished:  # complete: every record of a staged shard is intact, 10 records each
         assert len(list(iter_records(shard))) == 10
 
     rerun = subprocess.run(command[:-1], env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     resumed = int(rerun.stdout.splitlines()[2].split()[-1])
     assert resumed >= len(finished) - 1  # at most the shard being journalled at the kill is redone
-    assert not list(out.glob(".tmp-*")) and not list(out.glob(".*journal*"))
+    assert not list(out.glob(".tmp-*")) and not list(out.glob(".*journal*")) and not list(out.glob(".staged-*"))
+    assert not (out / ".segprep.lock").exists()
     verify = subprocess.run([sys.executable, "-m", "segprep.cli.main", "verify", str(out)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     names = [r["image/filename"].decode() for r in read_records(out, "train")]
