@@ -16,6 +16,12 @@ the sample name is the JSON file's stem):
 
 Everything is written into a hidden staging folder beside OUT and renamed to OUT only when every
 file converted; any bad file leaves OUT untouched and is reported with its reason.
+
+Inputs are never destroyed: OUT may not be, lie inside or contain SRC, the labels file or (when an
+existing OUT would be replaced) any image a JSON's imagePath points to. `--overwrite` replaces only
+an export this command wrote: segprep_labelme.json says so and lists every file it wrote, and OUT
+holds nothing else. The staging folder of a killed run (and the previous export it was about to
+replace) is cleaned up, or put back, by the next run.
 """
 
 from __future__ import annotations
@@ -23,19 +29,22 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from segprep.colormaps import palette_for_png, resolve_colormap
+from segprep.errors import OutputLocationError, SegprepError
 from segprep.formats.labelme_json import LabelmeFormatError, parse_labelme
 from segprep.formats.png import encode_index_png
 from segprep.ops.rasterize_labelme import rasterize_shapes
+from segprep.paths import check_output_location
+from segprep.safewrite import is_stale, make_folder, remove_path, with_filename
 
 IGNORE_NAME = "__ignore__"
 BACKGROUND_NAME = "_background_"
@@ -44,15 +53,21 @@ IMAGE_DIR = "JPEGImages"
 LABEL_DIR = "SegmentationClass"
 VISUALIZATION_DIR = "SegmentationClassVisualization"
 LIST_DIR = Path("ImageSets") / "Segmentation"
+TOOL = "segprep labelme"
+# What an export held before the metadata listed its files: OUT's top-level entries.
+_LAYOUT = frozenset({IMAGE_DIR, LABEL_DIR, VISUALIZATION_DIR, LIST_DIR.parts[0], "class_names.txt", METADATA_FILE})
+_STAGING_MARKER = ".segprep-staging"
+_STAGING = re.compile(r"^\.(?P<name>.+)\.segprep-(?P<pid>\d+)\.tmp$")
+_PREVIOUS = re.compile(r"^\.(?P<name>.+)\.segprep-old-(?P<pid>\d+)\.tmp$")
 _VISUALIZATION_ALPHA = 128  # of 255: the colour's share in the blend
 _VISUALIZATION_QUALITY = 90
 
 
-class ExportUsageError(ValueError):
+class ExportUsageError(SegprepError, ValueError):
     """The command line or the labels file is wrong (exit 2); nothing was read from SRC yet."""
 
 
-class ExportDataError(ValueError):
+class ExportDataError(SegprepError, ValueError):
     """SRC cannot be exported as a whole (e.g. no JSON files); per-file problems are FileOutcomes."""
 
 
@@ -124,7 +139,11 @@ class ExportOptions:
     overwrite: bool = False
 
     def validate(self) -> None:
-        """Usage checks that need no data: ignore label, colormap, fraction, OUT."""
+        """Usage checks that need no data: ignore label, colormap, fraction, OUT.
+
+        An OUT that overlaps SRC or the labels file, or an existing OUT that --overwrite would
+        delete but this command did not write, raises OutputLocationError (exit 1).
+        """
         top = len(self.labels.class_names) - 1
         if not 0 <= self.ignore_label <= 255:
             raise ExportUsageError(f"ignore label {self.ignore_label} is not in 0..255")
@@ -138,10 +157,11 @@ class ExportOptions:
             raise ExportUsageError(f"--colormap: {exc}") from None
         if not 0 <= self.val_fraction < 1:
             raise ExportUsageError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if self.out.resolve() == self.src.resolve():
-            raise ExportUsageError("OUT must not be SRC")
-        if self.out.exists() and not self.overwrite and not _is_empty_dir(self.out):
-            raise ExportUsageError(f"{self.out} exists and is not empty; remove it or pass --overwrite")
+        check_output_location(self.out, [self.src, self.labels_file], "OUT")
+        if self.out.exists() and not _is_empty_dir(self.out):
+            if not self.overwrite:
+                raise ExportUsageError(f"{self.out} exists and is not empty; remove it or pass --overwrite")
+            check_replaceable(self.out)
 
 
 @dataclass(frozen=True)
@@ -185,15 +205,20 @@ class _Converter:
     alpha_table: list[int] = field(default_factory=lambda: [0] + [_VISUALIZATION_ALPHA] * 255)  # background stays as is
 
     def __call__(self, item: tuple[Path, str]) -> FileOutcome:
+        """One file's outcome. A problem with the file is its outcome; a failed write (full disk,
+        read-only folder) is not the file's fault and raises the OSError, which stops the run."""
         json_path, name = item
         try:
-            return self._convert(json_path, name)
+            outcome, files = self._convert(json_path, name)
         except Image.DecompressionBombError as exc:
             return FileOutcome(json_path, name, f"image too large for PIL's decompression-bomb limit ({exc})")
         except (LabelmeFormatError, ValueError, OSError, OverflowError, SyntaxError) as exc:
             return FileOutcome(json_path, name, str(exc) or type(exc).__name__)
+        for path, data in files:
+            _write_bytes(path, data)
+        return outcome
 
-    def _convert(self, json_path: Path, name: str) -> FileOutcome:
+    def _convert(self, json_path: Path, name: str) -> tuple[FileOutcome, list[tuple[Path, bytes]]]:
         try:
             document = parse_labelme(json_path.read_bytes(), json_path)
         except OSError as exc:
@@ -201,15 +226,17 @@ class _Converter:
         unknown = [label for label in dict.fromkeys(s.label for s in document.shapes) if label not in self.class_ids]
         if unknown:
             listed = ", ".join(repr(label) for label in unknown)
-            return FileOutcome(json_path, name, f"unknown label {listed} (not in {self.labels_file_name})")
+            return FileOutcome(json_path, name, f"unknown label {listed} (not in {self.labels_file_name})"), []
         image = document.image
         labels = rasterize_shapes(document.shapes, self.class_ids, image.height, image.width)
         visualization = self._visualize(image.data, labels)
         image_file = f"{name}{image.extension}"
-        (self.staging / IMAGE_DIR / image_file).write_bytes(image.data)
-        (self.staging / LABEL_DIR / f"{name}.png").write_bytes(encode_index_png(labels))
-        (self.staging / VISUALIZATION_DIR / f"{name}.jpg").write_bytes(visualization)
-        return FileOutcome(json_path, name, None, len(document.shapes), image_file, image.reencoded)
+        files = [
+            (self.staging / IMAGE_DIR / image_file, image.data),
+            (self.staging / LABEL_DIR / f"{name}.png", encode_index_png(labels)),
+            (self.staging / VISUALIZATION_DIR / f"{name}.jpg", visualization),
+        ]
+        return FileOutcome(json_path, name, None, len(document.shapes), image_file, image.reencoded), files
 
     def _visualize(self, image_data: bytes, labels: np.ndarray) -> bytes:
         """Class colours blended 50/50 over the image where the class is not background; JPEG.
@@ -230,8 +257,121 @@ class _Converter:
         return buffer.getvalue()
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write a staging file; the OSError of a failed write always names the file."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise with_filename(exc, path) from None
+
+
 def _is_empty_dir(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def export_problem(out: Path) -> str | None:
+    """Why the folder `out` is not an export segprep labelme wrote; None when it is one.
+
+    Its segprep_labelme.json must be this command's and list every file under OUT (exports made
+    before the list existed: every top-level entry must be a part of the layout). Links are
+    entries like files: they are never followed, here or when the folder is deleted.
+    """
+    try:
+        document = json.loads((out / METADATA_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"it has no {METADATA_FILE}"
+    except (OSError, ValueError):
+        return f"its {METADATA_FILE} is unreadable"
+    if not isinstance(document, dict) or document.get("tool") != TOOL:
+        return f"its {METADATA_FILE} was not written by {TOOL}"
+    listed = document.get("files")
+    if not isinstance(listed, list):
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in _LAYOUT)
+        return f"{foreign[0]} is not part of an export" if foreign else None
+    allowed = {str(name) for name in listed} | {METADATA_FILE}
+    folders = {parent.as_posix() for name in allowed for parent in Path(name).parents}
+    foreign_folder = None
+    for entry in _entries(out):
+        rel = entry.relative_to(out).as_posix()
+        if entry.is_dir() and not entry.is_symlink():
+            foreign_folder = foreign_folder or (None if rel in folders else rel)
+        elif rel not in allowed:
+            return f"{rel} was not written by {TOOL}"  # a file is the more useful thing to name
+    return None if foreign_folder is None else f"{foreign_folder} was not written by {TOOL}"
+
+
+def _entries(root: Path) -> Iterator[Path]:
+    """Every file, link and folder under root, links not followed."""
+    for folder, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            yield Path(folder) / name
+
+
+def check_replaceable(out: Path) -> None:
+    """Raise OutputLocationError unless `out` is an export that --overwrite may delete."""
+    problem = export_problem(out)
+    if problem is not None:
+        raise OutputLocationError(f"{out}: OUT is not a folder {TOOL} wrote ({problem}); refusing to delete it")
+
+
+def _image_paths(files: list[Path]) -> Iterator[Path]:
+    """The images the JSON files' imagePath fields point to (resolved as the loader does).
+
+    Unreadable or broken JSON is skipped here: the conversion reports it with its reason.
+    """
+    for path in files:
+        try:
+            document = json.loads(path.read_bytes().decode("utf-8-sig"))
+        except (OSError, ValueError):
+            continue
+        image_path = document.get("imagePath") if isinstance(document, dict) else None
+        if isinstance(image_path, str) and image_path:
+            yield path.parent / PureWindowsPath(image_path).as_posix()
+
+
+def _absolute(path: Path) -> Path:
+    """`path` made absolute with `..` and `.` folded, so that its name and parent are real ones."""
+    return Path(os.path.abspath(path))
+
+
+def staging_path(out: Path) -> Path:
+    """This process's hidden staging folder beside OUT."""
+    out = _absolute(out)
+    return out.parent / f".{out.name}.segprep-{os.getpid()}.tmp"
+
+
+def discard_staging(out: Path) -> None:
+    """Remove this process's staging folder for OUT, if any (after its workers are gone)."""
+    remove_path(staging_path(out))
+
+
+def _looks_like_staging(path: Path) -> bool:
+    if not path.is_dir() or path.is_symlink():
+        return False
+    return _is_empty_dir(path) or (path / _STAGING_MARKER).is_file() or export_problem(path) is None
+
+
+def clean_killed_runs(out: Path) -> None:
+    """Remove the staging folders that killed runs left beside OUT; put back a previous export
+    that a run killed while replacing it had moved aside (or remove it, if OUT was replaced)."""
+    out = _absolute(out)
+    try:
+        entries = list(os.scandir(out.parent))
+    except OSError:
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        staging, previous = _STAGING.match(entry.name), _PREVIOUS.match(entry.name)
+        match = staging or previous
+        if match is None or match["name"] != out.name or not is_stale(int(match["pid"])):
+            continue
+        if staging and _looks_like_staging(path):
+            remove_path(path)
+        elif previous and export_problem(path) is None:
+            if os.path.lexists(out):
+                remove_path(path)
+            else:
+                path.rename(out)
 
 
 def _name_problems(files: list[Path]) -> dict[Path, str]:
@@ -257,11 +397,17 @@ def export_labelme(options: ExportOptions, pool: Any, progress: ProgressSink) ->
     files = find_label_files(options.src)
     if not files:
         raise ExportDataError(f"{options.src}: no labelme *.json files (subfolders are not searched)")
+    out = _absolute(options.out)
+    if out.exists() and not _is_empty_dir(out):  # it would be replaced: no image may live in it
+        check_output_location(options.out, _image_paths(files), "OUT")
     problems = _name_problems(files)
-    staging = options.out.parent / f".{options.out.name}.segprep-{os.getpid()}.tmp"
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
+    make_folder(out.parent)
+    clean_killed_runs(out)
+    staging = staging_path(out)
+    remove_path(staging)
     try:
+        staging.mkdir()
+        (staging / _STAGING_MARKER).write_bytes(b"")
         for folder in (IMAGE_DIR, LABEL_DIR, VISUALIZATION_DIR, LIST_DIR):
             (staging / folder).mkdir(parents=True)
         converter = _Converter(
@@ -283,10 +429,12 @@ def export_labelme(options: ExportOptions, pool: Any, progress: ProgressSink) ->
             return result
         result.splits = _write_lists(staging, [o.name for o in outcomes], options)
         _write_metadata(staging, options, outcomes)
-        _publish(staging, options.out, options.overwrite)
+        _publish(staging, out, options.overwrite)
         return result
+    except OSError as exc:
+        raise with_filename(exc, staging) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_path(staging)
 
 
 def _write_lists(staging: Path, names: list[str], options: ExportOptions) -> dict[str, list[str]]:
@@ -313,23 +461,39 @@ def _write_metadata(staging: Path, options: ExportOptions, outcomes: list[FileOu
         "seed": options.seed,
         "samples": len(outcomes),
         "reencoded_images": {o.image_file: o.reencoded for o in outcomes if o.reencoded},
+        # Every file of the export: --overwrite deletes a folder only when it holds nothing else.
+        "files": sorted(
+            p.relative_to(staging).as_posix() for p in _entries(staging) if p.is_file() and p.name != _STAGING_MARKER
+        )
+        + [METADATA_FILE],
     }
-    (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(metadata, indent=2, ensure_ascii=False) + "\n"
+    _write_bytes(staging / METADATA_FILE, text.encode("utf-8"))
 
 
 def _publish(staging: Path, out: Path, overwrite: bool) -> None:
-    """Rename the finished staging folder to OUT; an existing OUT (with --overwrite) is replaced."""
+    """Rename the finished staging folder to OUT; an existing OUT (with --overwrite) is replaced.
+
+    The old export is moved aside first and deleted only once the new one is in place; if the
+    rename fails it is put back (and a run killed in between has it put back by the next run).
+    """
+    (staging / _STAGING_MARKER).unlink()
     if _is_empty_dir(out):
         out.rmdir()
-    if not out.exists():
+    if not os.path.lexists(out):
         staging.rename(out)
         return
     if not overwrite:
         raise ExportDataError(f"{out} appeared while converting; nothing written (pass --overwrite to replace it)")
-    old = out.parent / f".{out.name}.segprep-old-{os.getpid()}"
+    check_replaceable(out)  # again: OUT may have changed while converting
+    old = out.parent / f".{out.name}.segprep-old-{os.getpid()}.tmp"
     out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        staging.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    remove_path(old)
 
 
 def iter_summary(result: ExportResult) -> Iterator[list[Any]]:

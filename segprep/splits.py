@@ -18,6 +18,7 @@ def parse_fractions(specs: list[str] | tuple[str, ...]) -> dict[str, float]:
             fraction = -1.0
         if not sep or not name or not 0 < fraction <= 1:
             raise ValueError(f"bad split {spec!r}: expected NAME=FRACTION with 0 < FRACTION <= 1")
+        check_split_name(name)
         if name in fractions:
             raise ValueError(f"split {name!r} given twice")
         fractions[name] = fraction
@@ -46,6 +47,47 @@ def seeded_split(names: list[str], fractions: dict[str, float], seed: int = 0) -
         result[split] = sorted(shuffled[start : start + count])
         start += count
     return result
+
+
+def check_split_name(name: str) -> None:
+    """A split name becomes a file name ({name}.txt): no folders, no hidden files, no spaces."""
+    if not name or name.startswith(".") or any(ch in name for ch in "/\\\0") or any(ch.isspace() for ch in name):
+        raise ValueError(f"bad split name {name!r}: it names the list file {name}.txt, so no '/', '\\', spaces or leading '.'")
+
+
+def with_trainval(lists: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The lists plus trainval (train then val) when both exist and trainval was not given."""
+    lists = dict(lists)
+    if "train" in lists and "val" in lists and "trainval" not in lists:
+        lists["trainval"] = lists["train"] + lists["val"]
+    return lists
+
+
+def list_file_bytes(out_dir: Path, lists: dict[str, list[str]]) -> dict[Path, bytes]:
+    """{out_dir/split.txt: its bytes} for every split (trainval included, see with_trainval)."""
+    return {out_dir / f"{split}.txt": "".join(f"{line}\n" for line in lines).encode("utf-8") for split, lines in with_trainval(lists).items()}
+
+
+def write_owned_list_files(out_dir: Path, lists: dict[str, list[str]]) -> list[Path]:
+    """Write the list files as `segprep lists` does: all or none, never replacing a user's list.
+
+    A list file already in out_dir is replaced only when segprep lists wrote it (recorded with its
+    sha256 in out_dir/.segprep-lists.json) or holds exactly the new lines; otherwise
+    OutputLocationError, before anything is written. Temporaries of killed runs are removed.
+    """
+    from segprep.safewrite import ANY_TEMP_PATTERN, OwnedFiles, make_folder, remove_stale_temporaries
+
+    files = list_file_bytes(out_dir, lists)
+    owned = OwnedFiles(out_dir, LISTS_SIDECAR, "segprep lists")
+    owned.refuse_foreign(files, "move it away, or choose another --out")
+    make_folder(out_dir)
+    names = {target.name for target in files} | {LISTS_SIDECAR}
+    remove_stale_temporaries(out_dir, ANY_TEMP_PATTERN, accept=lambda _path, match: match["name"] in names)
+    owned.replace(files)
+    return list(files)
+
+
+LISTS_SIDECAR = ".segprep-lists.json"
 
 
 def write_list_files(out_dir: Path, lists: dict[str, list[str]]) -> list[Path]:

@@ -15,17 +15,24 @@ Output names:
 
 Existing outputs are overwritten (as createTrainIdLabelImgs does) unless `skip_existing` is set;
 a bad annotation is reported and leaves its output untouched, and the others are still written.
+
+The outputs live among the user's files, so before any work every output name is checked: it
+must be a trainIds name, never an input or any other official Cityscapes file (`_labelIds.png`,
+`_color.png`, `_instanceIds.png`, `_polygons.json`, ...). Each file is written as a temporary and
+renamed, so a killed run leaves no half-written PNG; the next run removes the temporaries of dead
+runs. A failed write (full disk, no permission) stops the whole run with the path and the reason.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from segprep.fileio import atomic_write_bytes
+from segprep.errors import OutputLocationError
 from segprep.formats.png import encode_index_png
 from segprep.ops.cityscapes_labels import ID_TO_TRAIN_ID
 from segprep.ops.cityscapes_raster import (
@@ -35,11 +42,30 @@ from segprep.ops.cityscapes_raster import (
     subset_lookup,
 )
 from segprep.parallel import OrderedPool
+from segprep.safewrite import remove_stale_temporaries, write_atomic
 
 SOURCES = ("polygons", "labelids")
 FINE, COARSE = "gtFine", "gtCoarse"
 _SOURCE_SUFFIX = {"polygons": "_polygons.json", "labelids": "_labelIds.png"}
 _OUTPUT_SUFFIX = "_labelTrainIds"
+# What a trainIds output may be called, and the files of the official Cityscapes release (and of
+# other tools) that it must never replace.
+_OUTPUT_NAME = re.compile(r"^.+_labelTrainIds(?:_[A-Za-z0-9_-]+)?\.png$")
+_PROTECTED_SUFFIXES = (
+    "_labelIds.png",
+    "_color.png",
+    "_instanceIds.png",
+    "_instanceTrainIds.png",
+    "_polygons.json",
+    "_leftImg8bit.png",
+    "_rightImg8bit.png",
+    "_disparity.png",
+    "_camera.json",
+    "_vehicle.json",
+)
+# Temporaries of a killed run: this module's (segprep.safewrite) and those of the older
+# fileio.atomic_write naming (`.NAME.PID.tmp`), both only for trainIds output names.
+_STALE_TEMPORARY = re.compile(r"^\.(?P<name>.+_labelTrainIds(?:_[A-Za-z0-9_-]+)?\.png)\.(?:segprep-)?(?P<pid>\d+)\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -112,16 +138,19 @@ def _convert(task: _Task) -> str | None:
     """Read, rasterize (or decode), encode and atomically write one annotation (in a worker).
 
     Returns the reason it failed, or None; only that crosses the process boundary.
+    A failed write raises the OSError (naming the output): a full disk or a read-only folder is
+    not a problem of one annotation, and the run stops.
     """
     try:
         data = task.annotation.read_bytes()
         values = rasterize_polygons(data) if task.source == "polygons" else decode_label_ids(data)
         lookup = None if task.lookup is None else np.frombuffer(task.lookup, dtype=np.uint8)
-        atomic_write_bytes(task.output, encode_index_png(values, lookup))
+        png = encode_index_png(values, lookup)
     except AnnotationError as exc:
         return str(exc)
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return f"cannot read ({exc.strerror or exc})"
+    write_atomic(task.output, png)
     return None
 
 
@@ -151,17 +180,50 @@ def convert_annotations(
     """Convert every annotation (ordered parallel map); bad files are collected, not fatal.
 
     The worker pool is created before the progress bar, whose refresh thread must not be forked.
+    Before any work the output names are checked (check_outputs) and the temporaries of killed
+    runs removed; a failed write stops the run, and its workers' temporaries are removed too.
     """
     tasks = list(_tasks(annotations, options))
+    check_outputs(tasks)
+    folders = sorted({t.output.parent for t in tasks})
+    _remove_stale(folders)
     todo = [t for t in tasks if not (options.skip_existing and t.output.is_file())]
     bad: list[BadAnnotation] = []
-    with OrderedPool(min(workers, max(1, len(todo)))) as pool, _progress(quiet) as progress:
-        advance = progress.task(description, len(todo))
-        for task, reason in zip(todo, pool.imap(_convert, todo, len(todo))):
-            if reason is not None:
-                bad.append(BadAnnotation(task.annotation, reason))
-            advance(1)
+    try:
+        with OrderedPool(min(workers, max(1, len(todo)))) as pool, _progress(quiet) as progress:
+            advance = progress.task(description, len(todo))
+            for task, reason in zip(todo, pool.imap(_convert, todo, len(todo))):
+                if reason is not None:
+                    bad.append(BadAnnotation(task.annotation, reason))
+                advance(1)
+    except BaseException:
+        _remove_stale(folders)  # the pool is gone: every temporary left is a dead worker's
+        raise
     return TrainIdReport(len(tasks), len(todo) - len(bad), len(tasks) - len(todo), bad)
+
+
+def check_outputs(tasks: list[_Task]) -> None:
+    """Refuse, before any work, an output that could replace an input or an official file.
+
+    By construction outputs end in `_labelTrainIds[_tag].png`; this checks it anyway, because
+    these files are written among the dataset's own files and a mistake would destroy them.
+    """
+    inputs = {t.annotation for t in tasks}
+    seen: dict[Path, Path] = {}
+    for task in tasks:
+        name = task.output.name
+        if task.output in inputs or not _OUTPUT_NAME.match(name) or name.endswith(_PROTECTED_SUFFIXES):
+            raise OutputLocationError(
+                f"{task.output}: the trainIds output of {task.annotation} would replace an input or an official Cityscapes file"
+            )
+        if task.output in seen:
+            raise OutputLocationError(f"{task.output}: the trainIds output of both {seen[task.output]} and {task.annotation}")
+        seen[task.output] = task.annotation
+
+
+def _remove_stale(folders: list[Path]) -> None:
+    for folder in folders:
+        remove_stale_temporaries(folder, _STALE_TEMPORARY)
 
 
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]

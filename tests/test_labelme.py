@@ -442,9 +442,15 @@ def test_existing_out_needs_overwrite(run_cli, tmp_path):
     (out / "keep.txt").write_text("x")
     assert run_cli("labelme", src, out, "--labels", labels).exit_code == 2
     assert (out / "keep.txt").exists()
+    # --overwrite deletes only an export segprep labelme wrote (issue 8), never a user's folder.
+    result = run_cli("labelme", src, out, "--labels", labels, "--overwrite", "--workers", 1)
+    assert result.exit_code == 1 and "OUT is not a folder segprep labelme wrote" in result.stderr
+    assert (out / "keep.txt").read_text() == "x"
+    (out / "keep.txt").unlink()
+    assert run_cli("labelme", src, out, "--labels", labels, "--workers", 1).exit_code == 0  # an empty OUT is fine
     result = run_cli("labelme", src, out, "--labels", labels, "--overwrite", "--workers", 1)
     assert result.exit_code == 0, result.output
-    assert not (out / "keep.txt").exists() and len(list((out / "SegmentationClass").iterdir())) == 3
+    assert len(list((out / "SegmentationClass").iterdir())) == 3
 
 
 def test_empty_folder_is_a_data_error(run_cli, tmp_path):

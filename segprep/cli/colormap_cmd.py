@@ -37,10 +37,13 @@ def remove_colormap(src: Path, out: Path, colormap: str | None, unknown: str, ig
 
     SRC is a PNG file or a folder of them; OUT is a file or a folder to match. Nothing is written
     unless every file converts.
+
+    OUT may not be SRC, lie inside it or contain it. A file already in OUT is replaced only when
+    this command wrote it (recorded with its sha256 in OUT's .segprep-remove-colormap.json) or
+    holds the very bytes it would get; any other file is left alone and the run is refused.
     """
     from segprep.colormaps import builtin_colormap, void_color
-    from segprep.fileio import atomic_write_bytes
-    from segprep.ops.remove_colormap import ColormapRemoval, convert_file
+    from segprep.ops.remove_colormap import ColormapRemoval, convert_file, prepare_output, write_outputs
     from segprep.parallel import OrderedPool
 
     how = ColormapRemoval(None, unknown_to_ignore=unknown == "ignore", ignore_label=ignore_label)
@@ -52,11 +55,16 @@ def remove_colormap(src: Path, out: Path, colormap: str | None, unknown: str, ig
             raise click.BadParameter(str(exc), param_hint="--colormap") from None
         extra = (((void, ignore_label),) if void is not None else ())
         how = ColormapRemoval(colors, extra, unknown == "ignore", ignore_label)  # type: ignore[arg-type]
+    if src.is_dir() and out.exists() and not out.is_dir():
+        raise click.UsageError(f"{out} is a file; OUT must be a folder when SRC is a folder")
+    if not src.is_dir() and out.is_dir():
+        raise click.UsageError(f"{out} is a folder; OUT must be a file name when SRC is a file")
     sources = sorted(p for p in src.iterdir() if p.suffix.lower() == ".png") if src.is_dir() else [src]
     if not sources:
         fail([], f"{src}: no .png files")
     targets = [out / p.name for p in sources] if src.is_dir() else [out]
-    converted: list[tuple[Path, bytes]] = []
+    prepare_output(src, out, targets)
+    converted: dict[Path, bytes] = {}
     errors: list[str] = []
     counts: dict[str, int] = {}
     with OrderedPool(resolve_workers(workers)) as pool, progress_bar(quiet) as progress:
@@ -66,10 +74,9 @@ def remove_colormap(src: Path, out: Path, colormap: str | None, unknown: str, ig
             if png is None:
                 errors.append(f"{path}: {what}")
             else:
-                converted.append((target, png))
+                converted[target] = png
                 counts[what] = counts.get(what, 0) + 1
     if errors:
         fail(errors, f"{len(errors)} of {len(sources)} label(s) cannot be converted; nothing written")
-    for target, png in converted:
-        atomic_write_bytes(target, png)
+    write_outputs(converted)
     print_table(f"index PNGs in {out}", ["source", "files"], [[k, v] for k, v in sorted(counts.items())], quiet)

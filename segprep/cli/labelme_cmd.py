@@ -45,7 +45,7 @@ labels.txt, one name a line (labelme's convention):
 @click.option("--colormap", default="pascal", show_default=True, help="Colormap of the visualizations (a built-in name).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Share of the files in val.txt (0 for train only); the rest is train.txt.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/val shuffle.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (only once every file converted).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it is an export segprep labelme wrote (only once every file converted); any other folder is refused.")
 @workers_option
 @quiet_option
 def labelme(
@@ -66,17 +66,24 @@ def labelme(
     order. Images come from imageData or imagePath (relative to the JSON, Windows backslashes
     too), EXIF orientation applied as labelme does. Any bad file (unknown label, broken JSON,
     missing image, size mismatch, ...) is reported and nothing is written.
+
+    OUT may not be, lie inside or contain SRC, the labels file or an image that a JSON's
+    imagePath points to. --overwrite deletes only what this command wrote before: OUT must hold
+    its segprep_labelme.json and nothing but the files listed there.
     """
     from segprep.labelme_export import (
         ExportDataError,
         ExportOptions,
         ExportUsageError,
+        clean_killed_runs,
+        discard_staging,
         export_labelme,
         iter_summary,
         read_labels_file,
     )
     from segprep.parallel import OrderedPool
 
+    clean_killed_runs(out)  # first: a killed run may have moved the previous export aside
     try:
         options = ExportOptions(
             src=src,
@@ -97,6 +104,8 @@ def labelme(
             result = export_labelme(options, pool, progress)
     except ExportDataError as exc:
         fail([], str(exc))
+    finally:
+        discard_staging(out)  # again, now that no worker can still be writing into it
     bad = result.bad
     if bad:
         fail([o.line() for o in bad], f"{len(bad)} of {len(result.outcomes)} labelme file(s) could not be converted; nothing written to {out}")

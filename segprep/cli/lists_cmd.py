@@ -16,6 +16,11 @@ Examples:
       # data/images/*.jpg + data/labels/*.png -> data/{train,val,test,trainval}.txt (stems)
   segprep lists ADEChallengeData2016 --images images --labels annotations --from-folders
       # images/training + annotations/training -> training.txt ('IMAGE LABEL' lines)
+
+\b
+Safety: list files never land inside IMAGES or LABELS, and an existing list file is
+replaced only if segprep lists wrote it (recorded with its sha256 in OUT/.segprep-lists.json)
+or already holds the same lines; a hand-written list is left alone and the run refused.
 """
 )
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -28,7 +33,8 @@ Examples:
 def lists(root: Path, images: str, labels: str, out_dir: Path | None, split_specs: tuple[str, ...], seed: int, from_folders: bool) -> None:
     """Write split lists; every image must have a label with the same stem, and the reverse."""
     from segprep.datasets.folder import pair_by_stem
-    from segprep.splits import parse_fractions, seeded_split, write_list_files
+    from segprep.paths import check_output_location
+    from segprep.splits import list_file_bytes, parse_fractions, seeded_split, write_owned_list_files
 
     out_dir = out_dir or root
     for folder in (root / images, root / labels):
@@ -59,6 +65,8 @@ def lists(root: Path, images: str, labels: str, out_dir: Path | None, split_spec
         result = seeded_split([s.name for s in samples], fractions, seed)
     if problems:
         fail(problems, f"{len(problems)} problem(s); no list written")
-    written = write_list_files(out_dir, result)
+    for target in list_file_bytes(out_dir, result):
+        check_output_location(target, [root / images, root / labels], "list file")
+    written = write_owned_list_files(out_dir, result)
     counts = {p.stem: sum(1 for _ in p.open(encoding="utf-8")) for p in written}
     print_table(f"lists in {out_dir}", ["split", "entries"], [[s, n] for s, n in counts.items()])

@@ -54,6 +54,10 @@ def trainids(
     void 255), on all cores. Existing outputs are rewritten. A bad annotation (unknown label,
     broken JSON, a labelIds value that is no Cityscapes id) is reported with its reason and leaves
     its output untouched; the others are still written, and the exit status is 1.
+
+    Only *_labelTrainIds*.png files are ever written (each via a temporary, renamed when
+    complete); a name that could replace an input or an official Cityscapes file is refused
+    before any work, and a failed write (disk full, read-only) stops the run naming the file.
     """
     from segprep.ops.cityscapes_labels import UnknownClassError, resolve_classes
 

@@ -2,17 +2,28 @@
 
 Palette PNGs keep their palette indices (so VOC's 255 border stays 255). RGB labels are mapped
 through a colormap; colours not in it are an error listing them, or the ignore label on request.
+
+Outputs never destroy anything: OUT may not be, lie inside or contain SRC; files are written as
+temporaries and renamed only when all were written; and a file already in OUT is replaced only
+when this tool recorded it in the folder's sidecar (see segprep.safewrite.OwnedFiles).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from segprep.colormaps import colors_to_index
 from segprep.formats.png import encode_index_png
 from segprep.ops.labels import LabelError, decode_label, format_colors
+from segprep.paths import check_output_location
+from segprep.safewrite import ANY_TEMP_PATTERN, OwnedFiles, make_folder, remove_stale_temporaries
+
+SIDECAR = ".segprep-remove-colormap.json"
+TOOL = "segprep remove-colormap"
 
 
 @dataclass(frozen=True)
@@ -58,3 +69,28 @@ def convert_file(job: tuple[str, ColormapRemoval]) -> tuple[str, bytes | None, s
         return path, None, str(exc)
     except OSError as exc:
         return path, None, f"cannot read ({exc.strerror})"
+
+
+def prepare_output(src: Path, out: Path, targets: list[Path]) -> None:
+    """Before any work: refuse an OUT that is, is inside or contains SRC, and remove the
+    temporaries a killed run left for these targets (or for the sidecar)."""
+    check_output_location(out, [src], "OUT")
+    names = {t.name for t in targets} | {SIDECAR}
+    for folder in {t.parent for t in targets}:
+        remove_stale_temporaries(folder, ANY_TEMP_PATTERN, accept=lambda _path, match: match["name"] in names)
+
+
+def write_outputs(converted: Mapping[Path, bytes]) -> None:
+    """Write every converted label at once, replacing only files this tool wrote before.
+
+    Raises OutputLocationError (nothing written) when a target is a file of someone else's.
+    """
+    by_folder: dict[Path, dict[Path, bytes]] = {}
+    for target, data in converted.items():
+        by_folder.setdefault(target.parent, {})[target] = data
+    owners = {folder: OwnedFiles(folder, SIDECAR, TOOL) for folder in by_folder}
+    for folder, files in by_folder.items():
+        owners[folder].refuse_foreign(files, "move it away or choose another OUT")
+    for folder, files in by_folder.items():
+        make_folder(folder)
+        owners[folder].replace(files)
