@@ -8,6 +8,7 @@ and reports. TensorFlow is imported only inside commands, so `segtrain --help` s
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,10 +17,17 @@ from pathlib import Path
 import click
 
 from segprep.cli.common import fail, registry_option
+from segprep.cli.guarded import GuardedGroup
 
 
 def _fail(message: str) -> None:
     fail([], message)
+
+
+def _fail_lines(lines: list[str], summary: str, limit: int = 20) -> None:
+    """One error line per file (at most `limit`, then a count) and a summary; exit 1."""
+    shown = lines if len(lines) <= limit else [*lines[:limit], f"... and {len(lines) - limit} more"]
+    fail(shown, summary)
 
 
 def _entry(dataset: str, registry: Path | None):  # type: ignore[no-untyped-def]
@@ -31,15 +39,37 @@ def _entry(dataset: str, registry: Path | None):  # type: ignore[no-untyped-def]
         _fail(str(exc))
 
 
-def _data_dir(entry, data: Path | None, split: str) -> Path:  # type: ignore[no-untyped-def]
-    """The records folder (--data, else the registry's data_dir); the split must be one the registry knows."""
+def _registry_path(registry: Path | None) -> Path:
+    from segprep.registry import resolve_registry_path
+
+    return Path(resolve_registry_path(registry))
+
+
+def _data_dir(entry, data: Path | None, split: str, registry: Path | None = None) -> Path:  # type: ignore[no-untyped-def]
+    """The records folder (--data, else the registry's data_dir); the split must be one the registry knows
+    and, by its count, not empty (an empty split would make fit wait forever for a first batch)."""
     if split not in entry.splits:
         known = ", ".join(entry.splits) or "none (convert it with segprep first)"
         _fail(f"dataset {entry.name!r} has no split {split!r} in the registry (known: {known})")
     folder = data or (Path(entry.data_dir) if entry.data_dir else None)
     if folder is None:
         raise click.UsageError(f"no --data and no data_dir for {entry.name!r} in the registry")
+    if entry.splits[split] == 0:
+        from segtrain.errors import EmptySplitError
+
+        raise EmptySplitError(f"{folder}: split {split!r} of {entry.name!r} is empty (0 records in the registry {_registry_path(registry)})")
     return folder
+
+
+def _checkpoint_root(checkpoint: Path) -> Path:
+    """The logdir a --checkpoint stands for (itself, or the folder of a checkpoint prefix or file)."""
+    if checkpoint.is_dir():
+        return checkpoint
+    if not checkpoint.exists() and not Path(f"{checkpoint}.index").exists():
+        from segtrain.errors import CheckpointError
+
+        raise CheckpointError(f"{checkpoint}: no such checkpoint, file or folder")
+    return checkpoint.parent
 
 
 def _colormap(entry) -> list[list[int]]:  # type: ignore[no-untyped-def]
@@ -48,13 +78,46 @@ def _colormap(entry) -> list[list[int]]:  # type: ignore[no-untyped-def]
     return resolve_colormap(entry.colormap).tolist()
 
 
-def _pair(text: str) -> tuple[int, int]:
+def _pair(text: str, hint: str = "--crop-size") -> tuple[int, int]:
     parts = text.replace("x", ",").split(",")
     try:
         height, width = (int(p) for p in parts) if len(parts) == 2 else (int(parts[0]),) * 2
     except ValueError:
-        raise click.BadParameter(f"expected H,W or N, got {text!r}") from None
+        raise click.BadParameter(f"expected H,W or N, got {text!r}", param_hint=hint) from None
+    if height < 1 or width < 1:
+        raise click.BadParameter(f"sizes must be positive, got {text!r}", param_hint=hint)
     return height, width
+
+
+class _FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (click lets nan through every range check)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def _scales(ctx: click.Context, param: click.Parameter, text: str) -> list[float]:
+    try:
+        values = [float(s) for s in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise click.BadParameter(f"scales must be positive finite numbers, got {text!r}")
+    return values
+
+
+def _refuse_overwriting_inputs(json_path: Path | None, inputs: list[Path]) -> None:
+    """--json must not replace one of the command's input files (a shard, segtrain.json, the registry)."""
+    if json_path is None or str(json_path) == "-":
+        return
+    from segprep.paths import check_not_overwriting
+
+    check_not_overwriting([json_path], inputs, "--json")
 
 
 @contextmanager
@@ -87,7 +150,7 @@ def _progress(total: int, batch_size: int, every: int) -> Iterator[Callable[[int
         yield update
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def main() -> None:
     """Train and evaluate DeepLabv3+ (TensorFlow 2 / Keras 3) on segprep's TFRecords.
 
@@ -114,26 +177,37 @@ Examples:
 @click.option("--output-stride", type=click.Choice(["8", "16"]), default="16", show_default=True)
 @click.option("--aspp/--no-aspp", default=True, show_default=True, help="Atrous branches of ASPP (image pooling and 1x1 stay).")
 @click.option("--decoder/--no-decoder", default=True, show_default=True, help="DeepLabv3+ decoder from the stride-4 feature.")
-@click.option("--bn-momentum", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.99, show_default=True, help="Batch-norm moving-average momentum (higher suits long runs).")
+@click.option("--bn-momentum", type=_FiniteFloat(0, 1, min_open=True, max_open=True), default=0.99, show_default=True, help="Batch-norm moving-average momentum (higher suits long runs).")
 @click.option("--backbone-weights", default="none", show_default=True, help="imagenet (needs internet), none, or a Keras weights file of the backbone.")
-@click.option("--lr", "learning_rate", type=float, default=0.007, show_default=True, help="Base learning rate (poly decay, power 0.9).")
+@click.option("--lr", "learning_rate", type=_FiniteFloat(min=0, min_open=True), default=0.007, show_default=True, help="Base learning rate (poly decay, power 0.9).")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--weight-decay", type=float, default=4e-5, show_default=True)
+@click.option("--weight-decay", type=_FiniteFloat(min=0), default=4e-5, show_default=True)
 @click.option("--class-weights/--no-class-weights", default=True, show_default=True, help="Use the registry's class_weights when it has them.")
-@click.option("--top-k-percent", type=click.FloatRange(0, 100, min_open=True), default=100.0, show_default=True, help="Hard-pixel mining: loss over the hardest K%.")
+@click.option("--top-k-percent", type=_FiniteFloat(0, 100, min_open=True), default=100.0, show_default=True, help="Hard-pixel mining: loss over the hardest K%.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--summary-every", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--init-checkpoint", type=click.Path(exists=True, path_type=Path), default=None, help="A fit logdir or checkpoint to start from.")
+@click.option("--init-checkpoint", type=click.Path(path_type=Path), default=None, help="A fit logdir or checkpoint (prefix or file) to start from.")
 @click.option("--init-mode", type=click.Choice(["all", "all-but-logits", "backbone"]), default="all-but-logits", show_default=True)
 @click.option("--mixed-precision", is_flag=True, help="mixed_float16 compute with loss scaling (GPUs).")
 @click.option("--xla", is_flag=True, help="Compile the training step with XLA (GPUs).")
 @click.option("--seed", type=int, default=None)
 @registry_option
 def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, registry):  # type: ignore[no-untyped-def]
-    """Train DeepLabv3+ with DeepLab's augmentation, poly LR and the ignore-masked loss."""
+    """Train DeepLabv3+ with DeepLab's augmentation, poly LR and the ignore-masked loss.
+
+    Refused before any training: an empty split, a --logdir that is, is inside or contains --data
+    or --init-checkpoint, a logdir whose checkpoints were trained with another architecture, and
+    a damaged segtrain.json or checkpoint. Training stops (exit 1, nothing of it saved) when the
+    loss or the weights become NaN or infinite.
+    """
     entry = _entry(dataset, registry)
-    folder = _data_dir(entry, data, split)
+    folder = _data_dir(entry, data, split, registry)
     height, width = _pair(crop_size)
+    if min(height, width) < int(output_stride):
+        raise click.BadParameter(f"{crop_size} is smaller than the output stride {output_stride}", param_hint="--crop-size")
+    from segprep.paths import check_output_location
+
+    check_output_location(logdir, [folder, *([_checkpoint_root(init_checkpoint)] if init_checkpoint else [])], "--logdir")
     import keras
 
     from segtrain.losses import LossConfig
@@ -153,11 +227,8 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, ou
         init_checkpoint=init_checkpoint, init_mode=init_mode, seed=seed, colormap=_colormap(entry), xla=xla,
     )
 
-    try:
-        with _progress(steps, batch_size, summary_every) as on_step:
-            result = run_fit(dataset, model_config, loss_config, config, entry.class_names, on_step=on_step)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    with _progress(steps, batch_size, summary_every) as on_step:
+        result = run_fit(dataset, model_config, loss_config, config, entry.class_names, on_step=on_step)
     if result.start_step == result.end_step:
         click.echo(f"{logdir} is already at step {result.end_step} of {steps}: nothing to train (raise --steps to continue)")
         return
@@ -181,7 +252,9 @@ def _emit(document: dict, json_path: Path | None) -> None:
     if str(json_path) == "-":
         click.echo(text)
     else:
-        json_path.write_text(text + "\n")
+        from segprep.fileio import atomic_write_text
+
+        atomic_write_text(json_path, text + "\n")
         _print_report(document)
 
 
@@ -192,32 +265,61 @@ Examples:
 """)
 @click.option("--dataset", required=True)
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path), help="A fit logdir (latest checkpoint) or a checkpoint prefix.")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A fit logdir (latest checkpoint), a checkpoint prefix or one of its files.")
 @click.option("--split", default="val", show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the SPEC §5 JSON here ('-' for stdout).")
-@click.option("--scales", default="1", show_default=True, help="Comma-separated inference scales (averaged).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the SPEC §5 JSON here ('-' for stdout); never over an input file.")
+@click.option("--scales", default="1", show_default=True, callback=_scales, help="Comma-separated inference scales (averaged).")
 @click.option("--flip", is_flag=True, help="Also average the left-right flipped image.")
 @registry_option
 def eval_cmd(dataset, data, checkpoint, split, json_path, scales, flip, registry):  # type: ignore[no-untyped-def]
-    """Full-resolution evaluation: mIoU, per-class IoU, pixel accuracy (and KITTI road measures for 2 classes)."""
+    """Full-resolution evaluation: mIoU, per-class IoU, pixel accuracy (and KITTI road measures for 2 classes).
+
+    Images smaller than the output stride are padded and their predictions cropped back.
+    """
     entry = _entry(dataset, registry)
-    folder = _data_dir(entry, data, split)
-    from segtrain.data import eval_dataset, record_files
+    folder = _data_dir(entry, data, split, registry)
+    from segtrain.data import record_files, require_records
+    from segtrain.train import RUN_FILE, load_model, resolve_checkpoint
+
+    files = record_files(folder, split)
+    logdir, prefix = resolve_checkpoint(checkpoint)
+    inputs = [*map(Path, files), folder / f"{split}.manifest.json", logdir / RUN_FILE, logdir / "checkpoint", *Path(prefix).parent.glob(f"{Path(prefix).name}.*"), _registry_path(registry)]
+    _refuse_overwriting_inputs(json_path, inputs)
+    require_records(files, folder, split)
+    model, run = load_model(checkpoint)
+    if run["model"]["num_classes"] != entry.num_classes:
+        _fail(f"{logdir / RUN_FILE}: the model predicts {run['model']['num_classes']} classes, {dataset} has {entry.num_classes}")
+    accumulator = _evaluate(model, files, folder, split, entry, scales, flip)
+    _emit(accumulator.report(dataset, split, entry.class_names), json_path)
+
+
+def _evaluate(model, files: list[str], folder: Path, split: str, entry, scales: list[float], flip: bool):  # type: ignore[no-untyped-def]
+    """The split's accumulator; a record that cannot be decoded or scored is an error naming it."""
+    import tensorflow as tf
+
+    from segtrain.data import eval_dataset
+    from segtrain.errors import EmptySplitError, SegtrainError, tf_message
     from segtrain.evaluate import Accumulator, evaluate_model
     from segtrain.predict import make_predictor
-    from segtrain.train import load_model
 
+    current = {"name": "?"}
+
+    def examples():  # type: ignore[no-untyped-def]
+        for example in eval_dataset(files):
+            current["name"] = example["name"].numpy().decode("utf-8", "replace")
+            yield example["image"].numpy(), example["label"].numpy()[..., 0]
+
+    accumulator = Accumulator(entry.num_classes, entry.ignore_label)
     try:
-        model, run = load_model(checkpoint)
-        files = record_files(folder, split)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-    if run["model"]["num_classes"] != entry.num_classes:
-        _fail(f"{checkpoint} predicts {run['model']['num_classes']} classes, {dataset} has {entry.num_classes}")
-    scale_values = [float(s) for s in scales.split(",")]
-    examples = ((e["image"].numpy(), e["label"].numpy()[..., 0]) for e in eval_dataset(files))
-    accumulator = evaluate_model(make_predictor(model, scale_values, flip), examples, Accumulator(entry.num_classes, entry.ignore_label))
-    _emit(accumulator.report(dataset, split, entry.class_names), json_path)
+        evaluate_model(make_predictor(model, scales, flip), examples(), accumulator)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:
+        detail = tf_message(exc)
+        raise SegtrainError(f"{folder}: a {split} record after {current['name']!r} cannot be read or decoded ({detail}); check the shards with `segprep verify {folder}`") from None
+    except ValueError as exc:
+        raise SegtrainError(f"{folder}: {split} record {current['name']!r}: {exc}") from None
+    if accumulator.images == 0:
+        raise EmptySplitError(f"{folder}: split {split!r} has no record to evaluate")
+    return accumulator
 
 
 @main.command(epilog="""\b
@@ -240,6 +342,7 @@ def score(pred_dir, gt_dir, dataset, split, probabilities, json_path, registry):
     truth = {p.stem: p for p in sorted(gt_dir.glob("*.png"))}
     if not truth:
         _fail(f"{gt_dir}: no ground-truth PNGs")
+    _refuse_overwriting_inputs(json_path, [*truth.values(), *pred_dir.glob("*.png"), _registry_path(registry)])
     if probabilities and entry.num_classes != 2:
         raise click.UsageError("--probabilities is for 2-class datasets")
     accumulator = Accumulator(entry.num_classes, entry.ignore_label)
@@ -256,57 +359,126 @@ Examples:
   segtrain predict --checkpoint runs/camvid CamVid/test/0001TP_008550.png --out predictions
   segtrain predict --checkpoint runs/camvid photos/ --out predictions
 """)
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A fit logdir (latest checkpoint), a checkpoint prefix or one of its files.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder: outside every input and the checkpoint's logdir.")
 def predict(checkpoint, inputs, out_dir):  # type: ignore[no-untyped-def]
-    """Raw index PNGs ({stem}.png), colour PNGs ({stem}_color.png) and overlays ({stem}_overlay.png)."""
-    import numpy as np
-    from PIL import Image, ImageOps
+    """Raw index PNGs ({stem}.png), colour PNGs ({stem}_color.png) and overlays ({stem}_overlay.png).
 
-    from segtrain.predict import make_predictor
+    \b
+    INPUT: image files, or folders whose images (png, jpg, jpeg, bmp, tif, tiff, webp; not hidden
+    files, not subfolders) are all predicted. Images are read as training reads them: 16-bit
+    samples keep their high byte (value >> 8, as TensorFlow's PNG decoder does), alpha is
+    dropped, palette / grey / 1-bit / CMYK images become RGB; 32-bit integer and float images
+    have no defined 0..255 range and are refused. Images smaller than the output stride are
+    padded and the prediction cropped back: every output has its input's size.
+    \b
+    Two inputs whose outputs would share a name (a.png and a.jpg, x.png in two folders, a.png
+    beside a_color.png) are refused before any work: rename one, or use separate --out folders.
+    --out may not be, be inside or contain an input or the checkpoint's logdir. It may hold other
+    files: only files this command wrote there before (listed in --out/.segtrain-predict.json
+    with their sha256, and unchanged since) are replaced; any other file in the way is refused.
+    A file that cannot be read does not stop the others: each is reported at the end, exit 1.
+    """
+    from segprep.paths import check_output_location
+    from segtrain.outputs import PredictLedger, collect_images, name_clashes, output_names
+
+    files = collect_images(inputs)
+    check_output_location(out_dir, [*inputs, _checkpoint_root(checkpoint)], "--out")
+    clashes = name_clashes(files)
+    if clashes:
+        _fail_lines(clashes, f"{len(clashes)} input(s) would overwrite another input's predictions in {out_dir}; nothing was predicted")
+    planned = [name for path in files for name in output_names(path)]
+    ledger = PredictLedger(out_dir)
+    foreign = ledger.foreign(planned)
+    if foreign:
+        _fail_lines(foreign, f"{len(foreign)} file(s) in {out_dir} are in the way and not segtrain predict's own; nothing was predicted")
+
     from segtrain.train import load_model
+
+    model, run = load_model(checkpoint)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ledger.begin(planned)
+    written: dict[str, str] = {}
+    try:
+        problems = _predict_files(model, run, files, out_dir, written)
+    finally:
+        ledger.finish(written)
+    done = len(files) - len(problems)
+    if problems:
+        _fail_lines(problems, f"{len(problems)} of {len(files)} image(s) could not be predicted; the other {done} are in {out_dir}", limit=1000)
+    click.echo(f"{done} image(s) predicted into {out_dir}")
+
+
+def _predict_files(model, run: dict, files: list[Path], out_dir: Path, written: dict[str, str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """Predict each file into out_dir (recording name -> sha256 in written); one problem line per bad file."""
+    import io
+
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from segprep.fileio import atomic_write_bytes
+    from segtrain.errors import ImageReadError
+    from segtrain.images import read_rgb
+    from segtrain.outputs import output_names, sha256_bytes
+    from segtrain.predict import make_predictor
     from segtrain.visualize import colorize, overlay
 
-    files = []
-    for path in inputs:
-        files += sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")) if path.is_dir() else [path]
-    try:
-        model, run = load_model(checkpoint)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    def png(array: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, "PNG")
+        return buffer.getvalue()
+
     colormap, ignore = run["colormap"], run["ignore_label"]
     predict_image = make_predictor(model)
+    problems = []
     for path in files:
         try:
-            with Image.open(path) as image:
-                rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-        except OSError as exc:
-            _fail(f"{path}: cannot read image ({exc})")
-        classes = predict_image(rgb).argmax(axis=-1).astype(np.uint8)
-        Image.fromarray(classes).save(out_dir / f"{path.stem}.png")
-        Image.fromarray(colorize(classes, colormap, ignore)).save(out_dir / f"{path.stem}_color.png")
-        Image.fromarray(overlay(rgb, classes, colormap, ignore)).save(out_dir / f"{path.stem}_overlay.png")
-    click.echo(f"{len(files)} image(s) predicted into {out_dir}")
+            rgb = read_rgb(path)
+            classes = predict_image(rgb).argmax(axis=-1).astype(np.uint8)
+        except ImageReadError as exc:
+            problems.append(str(exc))
+            continue
+        except tf.errors.ResourceExhaustedError:
+            problems.append(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} is too large for this machine's memory")
+            continue
+        pictures = (classes, colorize(classes, colormap, ignore), overlay(rgb, classes, colormap, ignore))
+        for name, picture in zip(output_names(path), pictures):
+            data = png(picture)
+            atomic_write_bytes(out_dir / name, data)
+            written[name] = sha256_bytes(data)
+    return problems
 
 
 @main.command(epilog="""\b
 Example:
   segtrain export --checkpoint runs/camvid --out exported/camvid
 """)
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A fit logdir (latest checkpoint), a checkpoint prefix or one of its files.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="A new or empty folder, or an earlier export (replaced); outside the logdir.")
 def export(checkpoint, out_dir):  # type: ignore[no-untyped-def]
-    """A SavedModel: uint8 images [B, H, W, 3] of any size -> {classes, probabilities}."""
+    """A SavedModel: uint8 images [B, H, W, 3] of any size -> {classes, probabilities}.
+
+    Written into a hidden folder beside --out and moved into place when complete.
+    """
+    import shutil
+
+    from segprep.paths import check_output_location
+    from segtrain.outputs import EXPORT_MARKER, check_export_target, install_folder, staging_folder
+
+    check_output_location(out_dir, [_checkpoint_root(checkpoint)], "--out")
+    check_export_target(out_dir)
     from segtrain.predict import export_saved_model
-    from segtrain.train import load_model
+    from segtrain.train import load_model, resolve_checkpoint
 
+    model, run = load_model(checkpoint)
+    staged = staging_folder(out_dir)
     try:
-        model, _ = load_model(checkpoint)
-    except FileNotFoundError as exc:
-        _fail(str(exc))
-    export_saved_model(model, str(out_dir))
+        export_saved_model(model, str(staged))
+        marker = {"tool": "segtrain export", "checkpoint": resolve_checkpoint(checkpoint)[1], **run}
+        (staged / EXPORT_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        install_folder(staged, out_dir)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     click.echo(f"SavedModel written to {out_dir} (signature serving_default: images uint8 [B, H, W, 3] -> classes, probabilities)")
-
-

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from segtrain.errors import EmptySplitError, SegtrainError, tf_message
+
 _FEATURES = {
     "image/encoded": tf.io.FixedLenFeature((), tf.string),
     "image/filename": tf.io.FixedLenFeature((), tf.string, default_value=""),
@@ -42,6 +44,21 @@ def record_files(data_dir: str | Path, split: str) -> list[str]:
     if not files:
         raise FileNotFoundError(f"{data_dir}: no {split}-*.tfrecord shards")
     return files
+
+
+def require_records(files: list[str], data_dir: str | Path, split: str) -> None:
+    """EmptySplitError when the shards hold no record at all (a repeated empty dataset never ends).
+
+    Reads shards only until the first record, so it costs one record, not a pass over the split;
+    a shard that cannot even be framed is an error naming that shard.
+    """
+    for name in files:
+        try:
+            for _ in tf.data.TFRecordDataset(name).take(1):
+                return
+        except tf.errors.OpError as exc:
+            raise SegtrainError(f"{name}: damaged shard ({tf_message(exc)}); check the split with `segprep verify {data_dir}`") from None
+    raise EmptySplitError(f"{data_dir}: split {split!r} is empty: its {len(files)} {split}-*.tfrecord shard(s) hold no record")
 
 
 def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -53,6 +53,20 @@ def mean_pixel(backbone: str) -> tuple[float, float, float]:
     return _SPECS[backbone].mean_pixel
 
 
+def input_requirements(model: keras.Model) -> tuple[int, tuple[float, float, float]]:
+    """(smallest height and width the model takes, the pixel to pad smaller images with).
+
+    MobileNetV2's strided 3x3 convolutions use 'valid' padding: below about the output stride a
+    feature map shrinks to nothing and the graph fails (or averages an empty map into NaN). Images
+    padded to the output stride with the mean pixel (which normalizes to zero) always work.
+    """
+    for layer in model.layers:
+        match = re.fullmatch(r"(\w+)_os(\d+)", layer.name)
+        if match and match[1] in _SPECS:
+            return int(match[2]), _SPECS[match[1]].mean_pixel
+    return 32, (127.5, 127.5, 127.5)  # not built by build_deeplab: the largest stride of the backbones
+
+
 def _natural_stride(backbone: str, name: str) -> int:
     """The output stride a layer has in the unmodified network (from its block name)."""
     if backbone == "mobilenetv2":
@@ -102,7 +116,13 @@ def build_backbone(backbone: str, output_stride: int, weights: str | None, bn_mo
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"backbone weights file {path} not found")
-        base.load_weights(str(path))
+        try:
+            base.load_weights(str(path))
+        except (OSError, ValueError, KeyError) as exc:  # h5py and Keras say what, not which file
+            from segtrain.errors import SegtrainError
+
+            detail = " ".join(str(exc).split())[:300]
+            raise SegtrainError(f"{path}: not a Keras weights file of {spec.build} ({detail})") from None
     if output_stride < 32 or bn_momentum is not None:
         config = _atrous_config(base.get_config(), backbone, output_stride)
         if bn_momentum is not None:

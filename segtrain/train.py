@@ -8,19 +8,21 @@ continues at the saved step and the poly schedule with it), and summaries are wr
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from segtrain.data import AugmentConfig, record_files, train_dataset
+from segtrain.data import AugmentConfig, record_files, require_records, train_dataset
+from segtrain.errors import CheckpointError, RunFileError, SegtrainError, TrainingDiverged, tf_message
 from segtrain.losses import LossConfig, PolyDecay, segmentation_loss
 from segtrain.metrics import class_scores
-from segtrain.model import ModelConfig, build_deeplab, mean_pixel
+from segtrain.model import BACKBONES, ModelConfig, build_deeplab, mean_pixel
 
 RUN_FILE = "segtrain.json"  # what a logdir was trained with: enough to rebuild the model anywhere
 INIT_MODES = ("all", "all-but-logits", "backbone")
@@ -51,36 +53,182 @@ class FitConfig:
 
 
 def save_run(logdir: Path, dataset: str, model_config: ModelConfig, ignore_label: int, colormap: list[list[int]], class_names: list[str]) -> None:
+    from segprep.fileio import atomic_write_text
+
     logdir.mkdir(parents=True, exist_ok=True)
     document = {"dataset": dataset, "model": asdict(model_config), "ignore_label": ignore_label, "colormap": colormap, "class_names": class_names}
-    (logdir / RUN_FILE).write_text(json.dumps(document, indent=1))
+    atomic_write_text(logdir / RUN_FILE, json.dumps(document, indent=1))
+
+
+# Keys of segtrain.json's "model" without which no model can be rebuilt (the others have defaults).
+_MODEL_REQUIRED = ("num_classes", "backbone", "output_stride")
+_ARCHITECTURE = ("num_classes", "backbone", "output_stride", "aspp", "decoder", "filters")  # what a checkpoint's shapes depend on
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _model_problem(model: object) -> str | None:
+    """Why a segtrain.json "model" object cannot rebuild a model, or None when it can."""
+    if not isinstance(model, dict):
+        return f'"model" must be an object, found {type(model).__name__}'
+    missing = [key for key in _MODEL_REQUIRED if key not in model]
+    if missing:
+        return f'"model" lacks {", ".join(missing)}'
+    unknown = sorted(set(model) - {f.name for f in fields(ModelConfig)})
+    if unknown:
+        return f'"model" has unknown keys {", ".join(unknown)} (written by another segtrain version?)'
+    checks = {
+        "num_classes": (lambda v: _is_int(v) and 1 <= v <= 256, "an integer in 1..256"),
+        "backbone": (lambda v: v in BACKBONES, f"one of {', '.join(BACKBONES)}"),
+        "output_stride": (lambda v: _is_int(v) and v in (8, 16, 32), "8, 16 or 32"),
+        "aspp": (lambda v: isinstance(v, bool), "true or false"),
+        "decoder": (lambda v: isinstance(v, bool), "true or false"),
+        "filters": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+        "bn_momentum": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1, "a number in (0, 1)"),
+        "backbone_weights": (lambda v: v is None or isinstance(v, str), "null or a string"),
+    }
+    for key, (valid, wanted) in checks.items():
+        if key in model and not valid(model[key]):
+            return f'"model.{key}" must be {wanted}, found {json.dumps(model[key])}'
+    return None
+
+
+def _run_problem(document: object) -> str | None:
+    """Why a parsed segtrain.json is unusable, or None when it is complete and well typed."""
+    if not isinstance(document, dict):
+        return f"expected a JSON object, found {type(document).__name__}"
+    missing = [key for key in ("model", "ignore_label", "colormap") if key not in document]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    problem = _model_problem(document["model"])
+    if problem:
+        return problem
+    if not (_is_int(document["ignore_label"]) and 0 <= document["ignore_label"] <= 255):
+        return f'"ignore_label" must be an integer in 0..255, found {json.dumps(document["ignore_label"])}'
+    colormap = document["colormap"]
+    if not (isinstance(colormap, list) and all(isinstance(c, list) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c) for c in colormap)):
+        return '"colormap" must be a list of [r, g, b] integers in 0..255'
+    names = document.get("class_names", [])
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        return '"class_names" must be a list of strings'
+    return None
 
 
 def load_run(logdir: Path) -> dict:
+    """The run document of a fit logdir, checked: RunFileError naming segtrain.json and what is wrong."""
     path = logdir / RUN_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{logdir}: no {RUN_FILE} (not a segtrain fit logdir)")
-    return json.loads(path.read_text())
+        raise RunFileError(f"{path}: missing, so {logdir} is not a segtrain fit logdir")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path}: not UTF-8 text (damaged?)") from None
+    except json.JSONDecodeError as exc:
+        raise RunFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    problem = _run_problem(document)
+    if problem:
+        raise RunFileError(f"{path}: {problem}")
+    document["model"] = {**document["model"], "backbone_weights": None}
+    document.setdefault("class_names", [])
+    return document
+
+
+def _state_problem(logdir: Path) -> str:
+    """Why a logdir gives no latest checkpoint: no checkpoint, a garbled state file, or missing files."""
+    state = logdir / "checkpoint"
+    saved = sorted((p.name[: -len(".index")] for p in logdir.glob("ckpt-*.index")), key=lambda n: (len(n), n))
+    hint = f"; pass a checkpoint prefix instead, e.g. {logdir / saved[-1]}" if saved else ""
+    if not state.exists():
+        return f"{logdir}: no checkpoint in this logdir" if not saved else f"{state}: missing (the logdir has {', '.join(saved)}){hint}"
+    recorded = tf.train.get_checkpoint_state(str(logdir))
+    if recorded is None or not recorded.model_checkpoint_path:
+        return f"{state}: garbled checkpoint state file (it names no checkpoint){hint}"
+    return f"{state}: names {recorded.model_checkpoint_path}, whose .index file is missing{hint}"
 
 
 def resolve_checkpoint(path: Path) -> tuple[Path, str]:
-    """(logdir, checkpoint prefix) for a logdir (its latest checkpoint) or a checkpoint prefix inside one."""
+    """(logdir, checkpoint prefix) for a logdir (its latest checkpoint) or a checkpoint prefix inside one.
+
+    A checkpoint's own file (ckpt-2.index, ckpt-2.data-00000-of-00001) stands for its prefix.
+    """
     if path.is_dir():
         latest = tf.train.latest_checkpoint(str(path))
         if latest is None:
-            raise FileNotFoundError(f"{path}: no checkpoint in this logdir")
+            raise CheckpointError(_state_problem(path))
         return path, latest
+    name = path.name
+    if name.endswith(".index") or ".data-" in name:
+        path = path.with_name(name[: -len(".index")] if name.endswith(".index") else name[: name.index(".data-")])
     if not Path(f"{path}.index").is_file():
-        raise FileNotFoundError(f"{path}: not a checkpoint (no {path.name}.index)")
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such checkpoint, file or folder")
+        raise CheckpointError(f"{path}: not a checkpoint (no {path.name}.index)")
     return path.parent, str(path)
+
+
+def verify_checkpoint(prefix: str, scope: str = "") -> None:
+    """Read every tensor (under scope) of a checkpoint, checking its checksums.
+
+    Restoring does not check them: a checkpoint garbled in place restores into silent garbage, one
+    truncated fails deep inside TensorFlow with an IndexError. Reading first names the bad file.
+    """
+    index = f"{prefix}.index"
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as exc:
+        raise CheckpointError(f"{index}: unreadable checkpoint index, truncated or corrupted ({_first_line(exc)})") from None
+    data = sorted(Path(prefix).parent.glob(f"{Path(prefix).name}.data-*"))
+    if not data:
+        raise CheckpointError(f"{prefix}.data-00000-of-00001: missing (the checkpoint has only its index)")
+    try:
+        for key in reader.get_variable_to_shape_map():
+            if key.startswith(scope):
+                reader.get_tensor(key)
+    except (tf.errors.OpError, IndexError, ValueError) as exc:
+        names = ", ".join(str(p) for p in data)
+        raise CheckpointError(f"{names}: checkpoint data truncated or corrupted ({_first_line(exc)})") from None
+
+
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, prefix: str, describe: str, partial: bool = False, verified: bool = False) -> None:
+    """Restore prefix into checkpoint's objects; CheckpointError when it is damaged or does not fit.
+
+    describe: the model it should fit, for the message (backbone, output stride, classes).
+    partial: restore only what the objects need (the model of a training checkpoint).
+    verified: verify_checkpoint already ran (before the model was built, which costs more).
+    """
+    if not verified:
+        verify_checkpoint(prefix, scope="model/" if partial else "")
+    try:
+        status = checkpoint.restore(prefix)
+        if partial:
+            status = status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (ValueError, AssertionError) as exc:
+        raise CheckpointError(f"{prefix}: does not fit {describe} ({_first_line(exc)})") from None
+    except (tf.errors.OpError, IndexError) as exc:
+        raise CheckpointError(f"{prefix}: cannot be restored ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return tf_message(exc)
+
+
+def describe_model(model: dict | ModelConfig, source: str = "") -> str:
+    """'the model of SOURCE (mobilenetv2, output stride 16, 3 classes)' for messages."""
+    values = asdict(model) if isinstance(model, ModelConfig) else model
+    where = f" of {source}" if source else ""
+    return f"the model{where} ({values['backbone']}, output stride {values['output_stride']}, {values['num_classes']} classes)"
 
 
 def load_model(checkpoint: Path) -> tuple[keras.Model, dict]:
     """The model of a fit logdir (or one of its checkpoints) with its trained weights, and the run document."""
     logdir, prefix = resolve_checkpoint(checkpoint)
     run = load_run(logdir)
-    model = build_deeplab(ModelConfig(**{**run["model"], "backbone_weights": None}))
-    tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
+    verify_checkpoint(prefix, scope="model/")
+    model = build_deeplab(ModelConfig(**run["model"]))
+    restore_checkpoint(tf.train.Checkpoint(model=model), prefix, describe_model(run["model"], str(logdir / RUN_FILE)), partial=True, verified=True)
     return model, run
 
 
@@ -108,12 +256,12 @@ def initialize_from(model: keras.Model, checkpoint: Path, mode: str) -> list[str
             continue
         other = by_name.get(layer.name)
         if other is None:
-            raise ValueError(f"{checkpoint}: has no layer {layer.name!r} (init mode {mode}); use --init-mode backbone for a different head")
+            raise CheckpointError(f"{checkpoint}: has no layer {layer.name!r} (init mode {mode}); use --init-mode backbone for a different head")
         mine, theirs = layer.get_weights(), other.get_weights()
         shapes = [w.shape for w in mine], [w.shape for w in theirs]
         if shapes[0] != shapes[1]:
             hint = " (different class count: use --init-mode all-but-logits)" if layer.name == "logits" else ""
-            raise ValueError(f"{checkpoint}: layer {layer.name!r} has shapes {shapes[1]}, this model {shapes[0]}{hint}")
+            raise CheckpointError(f"{checkpoint}: layer {layer.name!r} has shapes {shapes[1]}, this model {shapes[0]}{hint}")
         layer.set_weights(theirs)
         restored.append(layer.name)
     return restored
@@ -183,10 +331,18 @@ def fit(
     class_names: list[str],
     on_step: Callable[[int, float, float], None] | None = None,
 ) -> FitResult:
-    """Train until config.steps, resuming from the logdir's latest checkpoint when there is one."""
+    """Train until config.steps, resuming from the logdir's latest checkpoint when there is one.
+
+    Refused before any model is built: a split without records (training would wait forever
+    for a first batch) and a logdir whose checkpoints cannot be resumed with this model. A loss
+    or weights that become NaN or infinite stop training before anything of them is saved.
+    """
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     logdir = config.logdir
+    files = record_files(config.data_dir, config.split)
+    require_records(files, config.data_dir, config.split)
+    check_resumable(logdir, model_config)
     strategy = choose_strategy()
     with strategy.scope():
         model = build_deeplab(model_config)
@@ -198,14 +354,14 @@ def fit(
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     manager = tf.train.CheckpointManager(checkpoint, str(logdir), max_to_keep=3, checkpoint_name="ckpt")
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        restore_checkpoint(checkpoint, manager.latest_checkpoint, describe_model(model_config, "this fit"), verified=True)
     elif config.init_checkpoint is not None:
         initialize_from(model, config.init_checkpoint, config.init_mode)
     save_run(logdir, dataset, model_config, loss_config.ignore_label, config.colormap, class_names)
     augment = AugmentConfig(
         crop_height=config.crop_height, crop_width=config.crop_width, ignore_label=loss_config.ignore_label, mean_pixel=mean_pixel(model_config.backbone)
     )
-    batches = iter(strategy.experimental_distribute_dataset(train_dataset(record_files(config.data_dir, config.split), augment, config.batch_size, seed=config.seed)))
+    batches = iter(strategy.experimental_distribute_dataset(train_dataset(files, augment, config.batch_size, seed=config.seed)))
     num_classes = model_config.num_classes
 
     train_step = make_train_step(model, optimizer, loss_config, strategy, config.xla)
@@ -217,10 +373,12 @@ def fit(
     timed_steps, timed_seconds = 0, 0.0
     while int(step.numpy()) < config.steps:
         began = time.perf_counter()  # wall time of a step, input wait included
-        images, labels = next(batches)
+        images, labels = _next_batch(batches, config)
         loss, batch_confusion = train_step(images, labels)
         loss_value = float(loss)
         elapsed = time.perf_counter() - began
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(_diverged(f"loss became {_finite_name(loss_value)}", int(step.numpy()) + 1, dataset, manager))
         step.assign_add(1)
         current = int(step.numpy())
         if current > start + 1:  # the first step traces the graph
@@ -237,12 +395,59 @@ def fit(
             local_images, local_labels = (strategy.experimental_local_results(t)[0] for t in (images, labels))
             _image_summaries(writer, current, model, local_images, local_labels, config.colormap, loss_config.ignore_label)
         if current % config.checkpoint_every == 0 or current == config.steps:
+            if not weights_finite(model):
+                raise TrainingDiverged(_diverged("weights became NaN or infinite", current, dataset, manager))
             manager.save(checkpoint_number=current)
         if on_step is not None:
             on_step(current, loss_value, elapsed)
     writer.flush()
     per_step = timed_seconds / timed_steps if timed_steps else float("nan")
     return FitResult(start, int(step.numpy()), losses, per_step, config.batch_size / per_step if timed_steps else float("nan"))
+
+
+def check_resumable(logdir: Path, model_config: ModelConfig) -> None:
+    """Refuse a logdir whose checkpoints this fit could not resume, before anything is built.
+
+    A garbled `checkpoint` state file would make training start again from step 0 and write
+    ckpt-1, ckpt-2, ... over the old ones; a damaged latest checkpoint or another architecture
+    (read from segtrain.json) would fail deep in restoring, after the model was built.
+    """
+    if not logdir.is_dir() or not ((logdir / "checkpoint").exists() or any(logdir.glob("ckpt-*.index"))):
+        return
+    latest = tf.train.latest_checkpoint(str(logdir))
+    if latest is None:
+        raise CheckpointError(f"{_state_problem(logdir)}; refusing to train over the checkpoints of {logdir}")
+    verify_checkpoint(latest)
+    if not (logdir / RUN_FILE).exists():
+        return
+    saved = load_run(logdir)["model"]
+    wanted = asdict(model_config)
+    differences = [f"{key} {json.dumps(saved.get(key))} (asked: {json.dumps(wanted[key])})" for key in _ARCHITECTURE if saved.get(key, wanted[key]) != wanted[key]]
+    if differences:
+        raise RunFileError(f"{logdir / RUN_FILE}: this logdir was trained with {', '.join(differences)}; resume with the same options or choose a new --logdir")
+
+
+def weights_finite(model: keras.Model) -> bool:
+    """True when every weight (batch-norm statistics included) is a finite number."""
+    values = (tf.convert_to_tensor(w) for w in model.weights)
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in values if v.dtype.is_floating)
+
+
+def _finite_name(value: float) -> str:
+    return "NaN" if math.isnan(value) else "infinite"
+
+
+def _diverged(what: str, step: int, dataset: str, manager: tf.train.CheckpointManager) -> str:
+    kept = f"the last checkpoint, {manager.latest_checkpoint}, is kept" if manager.latest_checkpoint else "no checkpoint was written"
+    return f"{what} at step {step}: check the class_weights of {dataset!r} in the registry and lower --lr; nothing of this step was saved ({kept})"
+
+
+def _next_batch(batches, config: FitConfig):  # type: ignore[no-untyped-def]
+    """The next batch; a record that cannot be read or decoded is an error naming the records folder."""
+    try:
+        return next(batches)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:
+        raise SegtrainError(f"{config.data_dir}: a {config.split} record cannot be read or decoded ({_first_line(exc)}); check the shards with `segprep verify {config.data_dir}`") from None
 
 
 def _image_summaries(writer, step: int, model: keras.Model, images: tf.Tensor, labels: tf.Tensor, colormap: list[list[int]], ignore_label: int) -> None:  # type: ignore[no-untyped-def]
