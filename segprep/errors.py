@@ -47,12 +47,20 @@ def describe_os_error(exc: OSError) -> str:
     return f"{' -> '.join(paths)}: {reason}"
 
 
+def with_filename(exc: OSError, path: os.PathLike[str] | str) -> OSError:
+    """The same OS error, naming `path` when the OS named no file (a write() that hit a full disk)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path))
+
+
 @contextmanager
 def os_errors_name(path: os.PathLike[str] | str) -> Iterator[None]:
-    """Give an OSError that names no file (a full disk on write(), say) the path of the work at hand."""
+    """Give an OSError that names no file the path of the work at hand."""
     try:
         yield
     except OSError as exc:
-        if exc.filename is None and exc.errno is not None:
-            raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path)) from exc
-        raise
+        named = with_filename(exc, path)
+        if named is exc:
+            raise
+        raise named from exc

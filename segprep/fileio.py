@@ -38,8 +38,8 @@ def atomic_write(
     """
     path = Path(path)
     if make_parents:
-        _make_folder(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        make_folder(path.parent)
+    tmp = temporary_for(path)
     try:
         existing = _stat_or_none(path)
         with os.fdopen(_create_temporary(tmp), mode, encoding=encoding) as handle:
@@ -59,7 +59,15 @@ def atomic_write(
         _fsync_folder(path.parent)
 
 
-def _make_folder(folder: Path) -> None:
+def temporary_for(target: Path, pid: int | None = None) -> Path:
+    """The hidden temporary beside `target` that this process (or `pid`) writes before renaming.
+
+    The pid in the name lets a later run tell a dead writer's temporary from a live one's.
+    """
+    return target.with_name(f".{target.name}.segprep-{os.getpid() if pid is None else pid}.tmp")
+
+
+def make_folder(folder: Path) -> None:
     """mkdir -p, where a file in the way is reported as ENOTDIR on that file (mkdir says 'exists')."""
     try:
         folder.mkdir(parents=True, exist_ok=True)

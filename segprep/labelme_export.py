@@ -44,7 +44,8 @@ from segprep.formats.labelme_json import LabelmeFormatError, parse_labelme
 from segprep.formats.png import encode_index_png
 from segprep.ops.rasterize_labelme import rasterize_shapes
 from segprep.paths import check_output_location
-from segprep.safewrite import is_stale, make_folder, remove_path, with_filename
+from segprep.errors import with_filename
+from segprep.safewrite import is_stale, make_folder, remove_path
 
 IGNORE_NAME = "__ignore__"
 BACKGROUND_NAME = "_background_"

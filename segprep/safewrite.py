@@ -9,33 +9,28 @@ Three small tools shared by the commands that write files beside or among a user
   processes are removed by the next run (`remove_stale_temporaries`).
 - `write_files_atomically` writes a whole set of files as temporaries first and renames them only
   when every one was written: a full disk or a permission error leaves the old files as they were.
-- `OwnedFiles` is a sidecar JSON in an output folder recording the sha256 of each file a command
+- `OutputLedger` is a sidecar JSON in an output folder recording the sha256 of each file a command
   wrote there. A file may be replaced only when its current bytes are ones this command wrote (or
   equal what it is about to write); anything else is a user's file and is refused, never replaced.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from segprep.errors import OutputLocationError
+from segprep.errors import OutputLocationError, with_filename
+from segprep.fileio import atomic_write_bytes, make_folder, temporary_for  # noqa: F401 - part of this module's toolkit
 
 TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.segprep-(?P<pid>\d+)\.tmp$")
-# Also the temporaries of segprep.fileio.atomic_write (`.{name}.{pid}.tmp`); match only with a
-# check that `name` is one of the command's own targets.
+# Also the `.{name}.{pid}.tmp` naming of earlier versions; match only with a check that `name` is
+# one of the command's own targets.
 ANY_TEMP_PATTERN = re.compile(r"^\.(?P<name>.+?)\.(?:segprep-)?(?P<pid>\d+)\.tmp$")
-
-
-def temporary_for(target: Path, pid: int | None = None) -> Path:
-    """The hidden temporary beside `target` that this process (or `pid`) writes before renaming."""
-    return target.with_name(f".{target.name}.segprep-{os.getpid() if pid is None else pid}.tmp")
 
 
 def pid_alive(pid: int) -> bool:
@@ -95,34 +90,9 @@ def remove_stale_temporaries(
     return removed
 
 
-def make_folder(path: Path) -> None:
-    """mkdir -p that names `path` when a component of it is a file (mkdir alone says 'exists')."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path)) from None
-
-
-def with_filename(exc: OSError, path: Path) -> OSError:
-    """The same OS error, naming `path` when the OS did not (a write() that hit a full disk)."""
-    if exc.filename is not None:
-        return exc
-    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
-
-
 def write_atomic(target: Path, data: bytes) -> None:
-    """Write data to a temporary beside target and rename it over target; no temporary survives a failure."""
-    tmp = temporary_for(target)
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except OSError as exc:
-        remove_path(tmp)
-        raise with_filename(exc, target) from None
-    except BaseException:
-        remove_path(tmp)
-        raise
+    """Write data to a temporary beside target and rename it over target (segprep.fileio.atomic_write)."""
+    atomic_write_bytes(target, data)
 
 
 def stage_files(files: Mapping[Path, bytes]) -> list[tuple[Path, Path]]:
@@ -181,70 +151,100 @@ def sha256_file(path: Path) -> str | None:
         return None
 
 
-class OwnedFiles:
+class OutputLedger:
     """The sidecar `folder/name` listing, per file name, the sha256 of what `tool` wrote there.
 
-    A sidecar that is missing, unreadable or written by another tool owns nothing: the safe answer.
+    A file may be replaced only when its current bytes are a version recorded here (or equal
+    what is about to be written); anything else is a user's file and is refused. Names about to
+    be written are first recorded as pending (null): a run killed half-way leaves nothing the next
+    run would take for a user's file. A ledger that is missing, unreadable or another tool's owns
+    nothing: the safe answer.
     """
 
     def __init__(self, folder: Path, name: str, tool: str) -> None:
         self.folder = folder
         self.path = folder / name
         self.tool = tool
-        self.files: dict[str, list[str]] = self._load()
+        self.readable = True
+        self.files: dict[str, list[str] | None] = self._load()
+        self._before_begin: dict[str, list[str] | None] = {}
 
-    def _load(self) -> dict[str, list[str]]:
+    def _load(self) -> dict[str, list[str] | None]:
+        if not os.path.lexists(self.path):
+            return {}
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return {}
+            document = None
         if not isinstance(document, dict) or document.get("tool") != self.tool or not isinstance(document.get("files"), dict):
+            self.readable = False
             return {}
         return {
-            str(name): [h for h in hashes if isinstance(h, str)]
+            str(name): None if hashes is None else [h for h in hashes if isinstance(h, str)]
             for name, hashes in document["files"].items()
-            if isinstance(hashes, list)
+            if hashes is None or isinstance(hashes, list)
         }
 
-    def refuse_foreign(self, new: Mapping[Path, bytes], what: str) -> None:
-        """Raise OutputLocationError naming the first existing target that is not this tool's file.
+    def foreign(self, targets: Iterable[str] | Mapping[Path, bytes]) -> list[str]:
+        """One line per existing target this ledger does not own as it is now.
 
-        A target may be replaced when it does not exist, when its bytes are a version this tool
-        recorded, or when they equal the new bytes. `what` names the user's way out.
+        targets: file names in the folder, or {path: new bytes} (a file already holding exactly
+        the new bytes is then no loss to replace).
         """
-        foreign: list[Path] = []
+        new = targets if isinstance(targets, Mapping) else {self.folder / name: None for name in targets}
+        lines = []
         for target, data in new.items():
             if not os.path.lexists(target):
                 continue
             current = sha256_file(target) if not target.is_symlink() else None
-            if current is None or (current != sha256_bytes(data) and current not in self.files.get(target.name, [])):
-                foreign.append(target)
-        if foreign:
-            more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
-            raise OutputLocationError(
-                f"{foreign[0]}: exists and was not written by {self.tool}{more}; "
-                f"refusing to replace it: {what}"
-            )
+            if current is None:
+                lines.append(f"{target}: exists and is not a file {self.tool} wrote; refusing to replace it")
+                continue
+            if data is not None and current == sha256_bytes(data):
+                continue
+            if target.name not in self.files:
+                why = f"{self.path} is unreadable" if not self.readable else f"not listed in {self.path}"
+                lines.append(f"{target}: exists and was not written by {self.tool} ({why}); refusing to replace it")
+            elif self.files[target.name] is not None and current not in self.files[target.name]:
+                lines.append(f"{target}: changed since {self.tool} wrote it; refusing to replace it")
+        return lines
+
+    def refuse_foreign(self, new: Mapping[Path, bytes], what: str) -> None:
+        """Raise OutputLocationError naming the first target in the way; `what` names the user's way out."""
+        lines = self.foreign(new)
+        if lines:
+            more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+            raise OutputLocationError(f"{lines[0]}{more}: {what}")
+
+    def begin(self, names: Iterable[str]) -> None:
+        """Record names as pending before any of them is written."""
+        names = list(names)
+        self._before_begin = {name: self.files.get(name) for name in names if name in self.files}
+        self.files.update({name: None for name in names})
+        self._save()
+
+    def finish(self, written: Mapping[str, str]) -> None:
+        """Record the sha256 of what was written; pending names not written go back to what they were."""
+        for name, digest in list(self.files.items()):
+            if digest is None and name not in written:
+                if name in self._before_begin:
+                    self.files[name] = self._before_begin[name]
+                else:
+                    del self.files[name]
+        self.files.update({name: [digest] for name, digest in written.items()})
+        self._save()
 
     def replace(self, new: Mapping[Path, bytes]) -> None:
-        """Write the new files atomically, recording them in the sidecar first and pruning it after.
-
-        The files are staged first (a write fault leaves files and sidecar as they were); while they
-        are renamed the sidecar accepts both the old and the new versions, so a run killed half-way
-        leaves nothing that the next run would take for a user's file.
-        """
-        hashes = {target.name: sha256_bytes(data) for target, data in new.items()}
-        staged = stage_files(new)  # a full disk fails here, before the sidecar changes
+        """Write a set of files atomically: staged first (a full disk changes nothing), then renamed."""
+        staged = stage_files(new)
         try:
-            self._save({name: sorted(set(self.files.get(name, [])) | {h}) for name, h in hashes.items()})
+            self.begin(target.name for target in new)
         except BaseException:
             discard_staged(staged)
             raise
         commit_staged(staged)
-        self._save({name: [h] for name, h in hashes.items()})
+        self.finish({target.name: sha256_bytes(data) for target, data in new.items()})
 
-    def _save(self, updates: dict[str, list[str]]) -> None:
-        self.files = {**self.files, **updates}
+    def _save(self) -> None:
         document = {"tool": self.tool, "files": dict(sorted(self.files.items()))}
         write_atomic(self.path, (json.dumps(document, indent=1) + "\n").encode("utf-8"))
-

@@ -75,10 +75,10 @@ def write_owned_list_files(out_dir: Path, lists: dict[str, list[str]]) -> list[P
     sha256 in out_dir/.segprep-lists.json) or holds exactly the new lines; otherwise
     OutputLocationError, before anything is written. Temporaries of killed runs are removed.
     """
-    from segprep.safewrite import ANY_TEMP_PATTERN, OwnedFiles, make_folder, remove_stale_temporaries
+    from segprep.safewrite import ANY_TEMP_PATTERN, OutputLedger, make_folder, remove_stale_temporaries
 
     files = list_file_bytes(out_dir, lists)
-    owned = OwnedFiles(out_dir, LISTS_SIDECAR, "segprep lists")
+    owned = OutputLedger(out_dir, LISTS_SIDECAR, "segprep lists")
     owned.refuse_foreign(files, "move it away, or choose another --out")
     make_folder(out_dir)
     names = {target.name for target in files} | {LISTS_SIDECAR}

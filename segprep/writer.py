@@ -231,6 +231,7 @@ class SplitPlan:
     fingerprint: str  # of the whole split, kept in the manifest
     parameters: dict[str, Any]
     problems: list[BadSample]  # list problems found before any file was read
+    checks: PayloadChecks  # what every image must pass (recorded in parameters too)
 
     @property
     def num_shards(self) -> int:
@@ -286,6 +287,7 @@ def plan_split(
         fingerprint=_digest({"shards": shard_keys, "problems": [asdict(p) for p in problems]}),
         parameters=parameters,
         problems=problems,
+        checks=options.payload_checks,
     )
 
 
@@ -424,7 +426,7 @@ def _assemble(
             },
         )
 
-    encode = functools.partial(encode_chunk, policy=policy, checks=PayloadChecks.from_manifest_entry(plan.parameters["checks"]))
+    encode = functools.partial(encode_chunk, policy=policy, checks=plan.checks)
     try:
         _remove_temporaries(out_dir, split)
         for i in todo:

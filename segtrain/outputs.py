@@ -1,10 +1,9 @@
 """Where `segtrain predict` and `segtrain export` write, without ever replacing a user's file.
 
-predict keeps a ledger, `.segtrain-predict.json`, in its --out folder: the sha256 of every file
-it wrote there. A later run may replace a file only when the ledger lists it with its current
-bytes (a mask corrected by hand since is the user's now); any other existing file is refused
-before any work. Names about to be written are recorded as pending (null) first, so a run killed
-half-way leaves nothing the next run would mistake for a user's file.
+predict keeps a ledger, `.segtrain-predict.json`, in its --out folder (segprep's OutputLedger):
+the sha256 of every file it wrote there. A later run may replace a file only when the ledger lists
+it with its current bytes (a mask corrected by hand since is the user's now); any other existing
+file is refused before any work.
 
 export writes the SavedModel into a hidden staging folder beside --out and moves it into place
 when complete; an existing --out is replaced only when it is empty or a SavedModel that export
@@ -15,14 +14,13 @@ Pure Python (no TensorFlow), so these checks run before any model is loaded.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from segprep.errors import OutputLocationError
+from segprep.safewrite import OutputLedger, sha256_bytes  # noqa: F401 - predict hashes what it writes
 from segtrain.errors import SegtrainError
 from segtrain.images import IMAGE_SUFFIXES
 
@@ -74,78 +72,9 @@ def name_clashes(files: Iterable[Path]) -> list[str]:
     return lines
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-class PredictLedger:
-    """The record, in an --out folder, of the files segtrain predict wrote there (name -> sha256)."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.path = out_dir / LEDGER
-        self.readable = True
-        self.files: dict[str, str | None] = self._load()
-
-    def _load(self) -> dict[str, str | None]:
-        if not self.path.exists():
-            return {}
-        try:
-            document = json.loads(self.path.read_text(encoding="utf-8"))
-            files = document["files"] if isinstance(document, dict) and document.get("tool") == LEDGER_TOOL else None
-            if not isinstance(files, dict):
-                raise ValueError("not a ledger")
-        except (OSError, ValueError, KeyError):
-            self.readable = False  # owns nothing: every existing output is then the user's
-            return {}
-        return {str(k): v for k, v in files.items() if v is None or isinstance(v, str)}
-
-    def foreign(self, names: Iterable[str]) -> list[str]:
-        """One line per existing file among names that this ledger does not own as it is now."""
-        lines = []
-        for name in names:
-            path = self.out_dir / name
-            if not os.path.lexists(path):
-                continue
-            if path.is_symlink() or not path.is_file():
-                lines.append(f"{path}: exists and is not a file segtrain predict wrote; refusing to replace it")
-            elif name not in self.files:
-                where = f"{self.path} is unreadable" if not self.readable else f"not listed in {self.path}"
-                lines.append(f"{path}: exists and was not written by segtrain predict ({where}); refusing to replace it")
-            elif self.files[name] is not None and self.files[name] != _file_sha256(path):
-                lines.append(f"{path}: changed since segtrain predict wrote it; refusing to replace it")
-        return lines
-
-    def begin(self, names: Iterable[str]) -> None:
-        """Record names as pending before any of them is written."""
-        self._previous = dict(self.files)
-        self.files.update({name: None for name in names})
-        self._save()
-
-    def finish(self, written: dict[str, str]) -> None:
-        """Record what was written; pending names that were not written go back to what they were."""
-        previous = getattr(self, "_previous", {})
-        for name, digest in list(self.files.items()):
-            if digest is None and name not in written:
-                if name in previous:
-                    self.files[name] = previous[name]
-                else:
-                    del self.files[name]
-        self.files.update(written)
-        self._save()
-
-    def _save(self) -> None:
-        from segprep.fileio import atomic_write_text
-
-        document = {"tool": LEDGER_TOOL, "files": dict(sorted(self.files.items()))}
-        atomic_write_text(self.path, json.dumps(document, indent=1) + "\n")
-
-
-def _file_sha256(path: Path) -> str | None:
-    try:
-        return sha256_bytes(path.read_bytes())
-    except OSError:
-        return None
+def PredictLedger(out_dir: Path) -> OutputLedger:  # noqa: N802 - reads as the ledger's kind
+    """The ledger of the files segtrain predict wrote into out_dir (see segprep.safewrite.OutputLedger)."""
+    return OutputLedger(out_dir, LEDGER, LEDGER_TOOL)
 
 
 def check_export_target(out_dir: Path) -> None:

@@ -415,21 +415,21 @@ def test_trainids_killed_run_temporaries_are_cleaned_and_outputs_stay_whole(run_
     [("write", errno.ENOSPC, "no space left on device"), ("write", errno.EACCES, "permission denied"), ("rename", errno.EROFS, "read-only file system")],
 )
 def test_trainids_write_fault_stops_with_one_line_and_no_temporary(run_cli, tmp_path, monkeypatch, where, code, reason):
-    import segprep.safewrite as safewrite
+    import segprep.fileio as fileio
 
     root = tmp_path / "cityscapes"
     jsons = make_cityscapes(root)
     before = snapshot(root)
     target = jsons[1].with_name("aachen_000001_000019_gtFine_labelTrainIds.png")
     if where == "write":
-        real_open = open
+        real_create = fileio._create_temporary
 
-        def fault(path, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
-            if "aachen_000001" in str(path) and "w" in mode:
+        def fault(tmp):  # type: ignore[no-untyped-def]
+            if "aachen_000001" in str(tmp):
                 raise fail_with(code)
-            return real_open(path, mode, *args, **kwargs)
+            return real_create(tmp)
 
-        monkeypatch.setattr(safewrite, "open", fault, raising=False)
+        monkeypatch.setattr(fileio, "_create_temporary", fault)
     else:
         real = os.replace
 

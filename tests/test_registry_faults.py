@@ -494,7 +494,9 @@ def test_atomic_write_keeps_mode_of_replaced_file_and_umask_for_new(tmp_path):
     path.chmod(0o600)
     atomic_write(path, lambda handle: handle.write(b"2"))
     assert os.stat(path).st_mode & 0o777 == 0o600 and path.read_bytes() == b"2"
-    stale = tmp_path / f".f.{os.getpid()}.tmp"  # left by a killed process that had our pid
+    from segprep.fileio import temporary_for
+
+    stale = temporary_for(path)  # left by a killed process that had our pid
     stale.write_bytes(b"stale")
     atomic_write(path, lambda handle: handle.write(b"3"))
     assert path.read_bytes() == b"3" and leftovers(tmp_path) == ["f"]

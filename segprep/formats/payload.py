@@ -93,11 +93,6 @@ class PayloadChecks:
         """The value of parameters["checks"]: part of the split's fingerprint."""
         return {"image": self.image_checks(), "label": self.label_checks()}
 
-    @classmethod
-    def from_manifest_entry(cls, entry: dict[str, list[str]]) -> PayloadChecks:
-        """The checks that manifest_entry() described."""
-        return cls(decode_images=JPEG_FULL_DECODE in entry["image"])
-
 
 def check_image_payload(data: bytes, info: ImageInfo, checks: PayloadChecks) -> None:
     """Refuse image bytes that a decoder would reject; read_image_info(data) has already passed.

@@ -5,7 +5,7 @@ through a colormap; colours not in it are an error listing them, or the ignore l
 
 Outputs never destroy anything: OUT may not be, lie inside or contain SRC; files are written as
 temporaries and renamed only when all were written; and a file already in OUT is replaced only
-when this tool recorded it in the folder's sidecar (see segprep.safewrite.OwnedFiles).
+when this tool recorded it in the folder's sidecar (see segprep.safewrite.OutputLedger).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from segprep.colormaps import colors_to_index
 from segprep.formats.png import encode_index_png
 from segprep.ops.labels import LabelError, decode_label, format_colors
 from segprep.paths import check_output_location
-from segprep.safewrite import ANY_TEMP_PATTERN, OwnedFiles, make_folder, remove_stale_temporaries
+from segprep.safewrite import ANY_TEMP_PATTERN, OutputLedger, make_folder, remove_stale_temporaries
 
 SIDECAR = ".segprep-remove-colormap.json"
 TOOL = "segprep remove-colormap"
@@ -88,7 +88,7 @@ def write_outputs(converted: Mapping[Path, bytes]) -> None:
     by_folder: dict[Path, dict[Path, bytes]] = {}
     for target, data in converted.items():
         by_folder.setdefault(target.parent, {})[target] = data
-    owners = {folder: OwnedFiles(folder, SIDECAR, TOOL) for folder in by_folder}
+    owners = {folder: OutputLedger(folder, SIDECAR, TOOL) for folder in by_folder}
     for folder, files in by_folder.items():
         owners[folder].refuse_foreign(files, "move it away or choose another OUT")
     for folder, files in by_folder.items():
