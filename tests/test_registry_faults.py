@@ -34,7 +34,6 @@ from segprep.registry import (
     Registry,
     RegistryError,
     load_registry,
-    parse_registry,
     record_splits,
     register_dataset,
     set_class_weights,

@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import make_folder_dataset, read_records
 
 from segprep.formats.tfrecord import iter_records
 
 
+@pytest.mark.fault("writer", "convert")
 def test_kill_dash_nine_then_resume(tmp_path, registry):
     root = make_folder_dataset(tmp_path / "data", count=400, size=(96, 64))
     out = tmp_path / "out"
@@ -33,6 +35,9 @@ def test_kill_dash_nine_then_resume(tmp_path, registry):
     assert 3 <= len(finished) < 40
     for shard in finished:  # complete: every record of a staged shard is intact, 10 records each
         assert len(list(iter_records(shard))) == 10
+    unfinished = subprocess.run([sys.executable, "-m", "segprep.cli.main", "verify", str(out)], capture_output=True, text=True)
+    assert unfinished.returncode == 1 and "Traceback" not in unfinished.stderr
+    registry_before = registry.read_bytes()
 
     rerun = subprocess.run(command[:-1], env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
@@ -40,6 +45,7 @@ def test_kill_dash_nine_then_resume(tmp_path, registry):
     assert resumed >= len(finished) - 1  # at most the shard being journalled at the kill is redone
     assert not list(out.glob(".tmp-*")) and not list(out.glob(".*journal*")) and not list(out.glob(".staged-*"))
     assert not (out / ".segprep.lock").exists()
+    assert registry.read_bytes() != registry_before  # registered only by the run that succeeded
     verify = subprocess.run([sys.executable, "-m", "segprep.cli.main", "verify", str(out)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     names = [r["image/filename"].decode() for r in read_records(out, "train")]
