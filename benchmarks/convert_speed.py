@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="segprep-bench-reg-") as reg_dir:
         registry = Path(reg_dir) / "dataset_registry.yaml"
-        shutil.copyfile(REPO / "dataset_registry.yaml", registry)
+        shutil.copyfile(REPO / "segprep" / "builtin_registry.yaml", registry)
 
         def segprep_command(out: Path, *extra: str) -> list[str]:
             command = [str(segprep), "convert", "camvid", "--root", str(root), "--out", str(out),

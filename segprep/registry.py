@@ -1,10 +1,17 @@
-"""The dataset registry (dataset_registry.yaml): the one source of truth for what a dataset is.
+"""The dataset registry: the one source of truth for what a dataset is.
+
+Two layers. The built-in datasets ship with the package (`segprep/builtin_registry.yaml`,
+read-only data that works from a wheel as from a checkout). The user's registry file (--registry,
+else $SEGPREP_REGISTRY, else ~/.config/segprep/registry.yaml; it may not exist yet) holds their own
+datasets and what segprep recorded: split sizes, data folders, class weights. It layers over the
+built-ins key by key, so an entry there may be partial (`camvid: {splits: ..., data_dir: ...}`)
+or replace a built-in whole. Every write goes to the user's file only; the package is never written.
 
 Reading uses PyYAML (fast, C loader when available) with one addition: a key given twice in a
 mapping is an error, not "the last one wins" (a dataset pasted twice, or `num_classes` typed twice,
-would otherwise silently change what segtrain trains). Every entry is checked for everything that
-would make training crash or learn nothing (class counts, colours, weights, split counts), so a
-broken registry is refused when it is read, naming the file, the dataset and the key.
+would otherwise silently change what segtrain trains). Every entry is checked, after layering, for
+everything that would make training crash or learn nothing (class counts, colours, weights, split
+counts), so a broken registry is refused when it is read, naming the file, the dataset and the key.
 
 Writing uses ruamel.yaml's round-trip mode, because users annotate this file by hand and a rewrite
 must keep their comments and key order. A change is made under a lock on the file, re-validated
@@ -32,8 +39,7 @@ from segprep.errors import SegprepError, describe_os_error
 from segprep.fileio import atomic_write
 
 REGISTRY_ENV = "SEGPREP_REGISTRY"
-REGISTRY_FILENAME = "dataset_registry.yaml"
-_CHECKOUT_REGISTRY = Path(__file__).resolve().parent.parent / REGISTRY_FILENAME
+BUILTIN_REGISTRY = Path(__file__).resolve().parent / "builtin_registry.yaml"
 _KNOWN_KEYS = ("num_classes", "ignore_label", "colormap", "class_names", "splits", "class_weights", "data_dir")
 _REQUIRED_KEYS = ("num_classes", "ignore_label", "colormap", "class_names")
 _TOP_LEVEL_KEYS = ("datasets",)
@@ -74,18 +80,23 @@ class DatasetEntry:
         return out
 
 
+def default_registry_path() -> Path:
+    """Where the user's registry lives when neither --registry nor $SEGPREP_REGISTRY names one."""
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "segprep" / "registry.yaml"
+
+
 def resolve_registry_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The registry to use: --registry, else $SEGPREP_REGISTRY, else ./dataset_registry.yaml, else the checkout's."""
+    """The user's registry file: --registry, else $SEGPREP_REGISTRY, else the default location.
+
+    The file need not exist: a missing one is an empty layer over the built-ins, created by the
+    first command that records something.
+    """
     if explicit:
         return Path(explicit)
     if os.environ.get(REGISTRY_ENV):
         return Path(os.environ[REGISTRY_ENV])
-    local = Path.cwd() / REGISTRY_FILENAME
-    if local.is_file():
-        return local
-    if _CHECKOUT_REGISTRY.is_file():
-        return _CHECKOUT_REGISTRY
-    raise RegistryError(f"no {REGISTRY_FILENAME} found; pass --registry PATH or set {REGISTRY_ENV}")
+    return default_registry_path()
 
 
 # --- checking one entry -------------------------------------------------------------------------
@@ -277,8 +288,8 @@ def _parse_yaml(text: str, source: Path | str) -> Any:
         raise RegistryError(f"{source}: not valid YAML ({detail})") from None
 
 
-def parse_registry(text: str, source: Path | str = "registry") -> dict[str, DatasetEntry]:
-    """Every dataset of a registry document, validated; RegistryError names the source, dataset and key."""
+def _raw_datasets(text: str, source: Path | str) -> dict[Any, Any]:
+    """The `datasets:` mapping of a registry document, its structure checked (entries not yet)."""
     document = _parse_yaml(text, source)
     if document is None:
         return {}
@@ -292,7 +303,31 @@ def parse_registry(text: str, source: Path | str = "registry") -> dict[str, Data
         return {}
     if not isinstance(datasets, dict):
         raise RegistryError(f"{source}: 'datasets' must be a mapping of dataset names to entries, got {type(datasets).__name__}")
-    return {name: validate_entry(name, raw, source) for name, raw in datasets.items()}
+    return datasets
+
+
+def _builtin_raw() -> dict[Any, Any]:
+    """The built-in entries as written in the package's registry."""
+    return _raw_datasets(_decode(BUILTIN_REGISTRY.read_bytes(), BUILTIN_REGISTRY), BUILTIN_REGISTRY)
+
+
+def _layered(name: Any, raw: Any, base: dict[Any, Any]) -> Any:
+    """A user entry over the built-in one of the same name, key by key."""
+    if name in base and isinstance(raw, dict) and isinstance(base[name], dict):
+        return {**base[name], **raw}
+    return raw
+
+
+def parse_registry(text: str, source: Path | str = "registry", *, over_builtins: bool = True) -> dict[str, DatasetEntry]:
+    """Every dataset of a registry document (layered over the built-ins), validated.
+
+    RegistryError names the source, dataset and key.
+    """
+    user = _raw_datasets(text, source)
+    base = _builtin_raw() if over_builtins else {}
+    datasets = {name: validate_entry(name, raw, BUILTIN_REGISTRY) for name, raw in base.items() if name not in user}
+    datasets.update({name: validate_entry(name, _layered(name, raw, base), source) for name, raw in user.items()})
+    return datasets
 
 
 @dataclass(frozen=True)
@@ -307,7 +342,8 @@ class Registry:
             return self.datasets[name]
         except KeyError:
             known = ", ".join(sorted(self.datasets)) or "none"
-            raise RegistryError(f"{self.path}: no dataset {name!r} (known: {known})") from None
+            where = "" if self.path.exists() else " (not created yet: segprep writes it when it records a dataset)"
+            raise RegistryError(f"{self.path}{where}: no dataset {name!r} (known: {known})") from None
 
 
 def _os_reason(exc: OSError) -> str:
@@ -323,15 +359,18 @@ def _decode(data: bytes, path: Path) -> str:
 
 
 def load_registry(path: Path | None = None) -> Registry:
-    """Load and validate the whole registry (every entry, so a broken one is found at once)."""
-    path = path or resolve_registry_path()
+    """The built-ins with the user's registry over them, every entry validated (a broken one is found at once).
+
+    A user registry that does not exist yet is an empty layer.
+    """
+    path = Path(path or resolve_registry_path())
     try:
-        data = Path(path).read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise RegistryError(f"{path}: registry file not found") from None
+        data = b""
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read registry ({_os_reason(exc)})") from None
-    return Registry(Path(path), parse_registry(_decode(data, path), path))
+    return Registry(path, parse_registry(_decode(data, path), path))
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -464,18 +503,28 @@ def _rewrite(path: Path, change: Callable[[Any], None]) -> None:
             lambda out: out.write(new_text),
             mode="w",
             encoding="utf-8",
-            make_parents=False,
+            make_parents=path == default_registry_path(),  # ~/.config/segprep may not exist yet
             durable=True,
         )
+
+
+def _user_entry(datasets: Any, name: str, path: Path) -> Any:
+    """The user's entry for a dataset, a new partial one over its built-in entry if the user has none."""
+    if name in datasets:
+        return datasets[name]
+    if name not in _builtin_raw():
+        raise RegistryError(f"{path}: no dataset {name!r}")
+    from ruamel.yaml.comments import CommentedMap
+
+    datasets[_quoted_if_needed(name)] = entry = CommentedMap()
+    return entry
 
 
 def record_splits(path: Path, name: str, sizes: dict[str, int], data_dir: str | None = None) -> None:
     """Set the record counts of the given splits (others are kept) and the data folder of a dataset."""
 
     def change(datasets) -> None:  # type: ignore[no-untyped-def]
-        if name not in datasets:
-            raise RegistryError(f"{path}: no dataset {name!r} to record splits for")
-        entry = datasets[name]
+        entry = _user_entry(datasets, name, path)
         splits = dict(entry.get("splits") or {})
         splits.update(sizes)
         entry["splits"] = _flow(splits)
@@ -509,11 +558,9 @@ def set_class_weights(path: Path, name: str, weights: list[float] | None) -> Non
     """Set (or clear, with None) a dataset's class weights; validated against its class count."""
 
     def change(datasets) -> None:  # type: ignore[no-untyped-def]
-        if name not in datasets:
-            raise RegistryError(f"{path}: no dataset {name!r}")
-        raw = dict(datasets[name])
-        raw["class_weights"] = weights
+        entry = _user_entry(datasets, name, path)
+        raw = _layered(name, {**dict(entry), "class_weights": weights}, _builtin_raw())
         validate_entry(name, raw, path)
-        datasets[name]["class_weights"] = _flow(weights) if weights is not None else None
+        entry["class_weights"] = _flow(weights) if weights is not None else None
 
     _rewrite(path, change)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +14,20 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_CAMVID = REPO.parent / "shared" / "datasets" / "camvid"
 
 
-@pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the built-in registry that the test may change; SEGPREP_REGISTRY points at it."""
+@pytest.fixture(autouse=True)
+def private_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own user registry (not created yet): none may touch the user's ~/.config."""
     path = tmp_path / "registry.yaml"
-    shutil.copy(REPO / "dataset_registry.yaml", path)
     monkeypatch.setenv("SEGPREP_REGISTRY", str(path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     return path
+
+
+@pytest.fixture
+def registry(private_registry: Path) -> Path:
+    """The test's user registry file, layered over the built-ins; starts with no dataset of its own."""
+    private_registry.write_text("# The test's own registry: its datasets layer over segprep's built-in ones.\ndatasets:\n")
+    return private_registry
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from segprep.registry import (
     resolve_registry_path,
 )
 
-REPO_REGISTRY = Path(__file__).resolve().parent.parent / "dataset_registry.yaml"
+REPO_REGISTRY = Path(__file__).resolve().parent.parent / "segprep" / "builtin_registry.yaml"
 
 
 def test_builtin_entries():
@@ -66,8 +66,10 @@ def test_broken_yaml_and_missing_file(tmp_path):
     path.write_text("datasets: [unclosed")
     with pytest.raises(RegistryError, match="not valid YAML"):
         load_registry(path)
-    with pytest.raises(RegistryError, match="not found"):
-        load_registry(tmp_path / "missing.yaml")
+    layered = load_registry(tmp_path / "missing.yaml")  # not created yet: the built-ins alone
+    assert sorted(layered.datasets) == sorted(load_registry(REPO_REGISTRY).datasets)
+    with pytest.raises(RegistryError, match="not created yet"):
+        layered.get("mine")
 
 
 def test_record_splits_keeps_comments_order_and_other_splits(tmp_path):
@@ -101,9 +103,28 @@ def test_register_adds_then_updates_keeping_splits(tmp_path):
 def test_registry_path_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv("SEGPREP_REGISTRY", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert resolve_registry_path() == REPO_REGISTRY
-    (tmp_path / "dataset_registry.yaml").write_text("datasets: {}\n")
-    assert resolve_registry_path() == tmp_path / "dataset_registry.yaml"
+    (tmp_path / "dataset_registry.yaml").write_text("datasets: {}\n")  # a file in the working folder is not used
+    assert resolve_registry_path() == tmp_path / "config" / "segprep" / "registry.yaml"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert resolve_registry_path() == tmp_path / "home" / ".config" / "segprep" / "registry.yaml"
     monkeypatch.setenv("SEGPREP_REGISTRY", "/x/env.yaml")
     assert resolve_registry_path() == Path("/x/env.yaml")
     assert resolve_registry_path("/x/flag.yaml") == Path("/x/flag.yaml")
+
+
+def test_user_entries_layer_over_the_builtins_and_writes_go_to_the_user_file(tmp_path, monkeypatch):
+    """record_splits on a built-in writes a partial entry to the user's file; the package file is never written."""
+    builtin_before = REPO_REGISTRY.read_bytes()
+    path = tmp_path / "config" / "segprep" / "registry.yaml"  # the default location, folder not there yet
+    monkeypatch.delenv("SEGPREP_REGISTRY")
+    assert resolve_registry_path() == path
+    record_splits(path, "camvid", {"train": 367}, data_dir="/data/camvid")
+    text = path.read_text()
+    assert "num_classes" not in text and "367" in text  # only what was recorded
+    camvid = load_registry(path).get("camvid")
+    assert camvid.splits == {"train": 367} and camvid.data_dir == "/data/camvid" and camvid.num_classes == 11
+    path.write_text(text + "  kitti_road:\n    num_classes: 3\n")  # a partial override that breaks the entry
+    with pytest.raises(RegistryError, match="kitti_road"):
+        load_registry(path)
+    assert REPO_REGISTRY.read_bytes() == builtin_before

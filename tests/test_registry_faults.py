@@ -34,6 +34,7 @@ from segprep.registry import (
     Registry,
     RegistryError,
     load_registry,
+    parse_registry,
     record_splits,
     register_dataset,
     set_class_weights,
@@ -223,7 +224,8 @@ def test_empty_registry_and_null_datasets_are_empty_not_errors(tmp_path):
     for text in ("", "# nothing yet\n", "datasets:\n", "datasets: {}\n"):
         path = tmp_path / "r.yaml"
         path.write_text(text)
-        assert load_registry(path).datasets == {}
+        assert parse_registry(text, path, over_builtins=False) == {}
+        assert load_registry(path).datasets == parse_registry("", over_builtins=True)  # the built-ins alone
 
 
 def test_registry_not_utf8_is_refused(tmp_path):
@@ -276,7 +278,7 @@ def test_merge_keys_may_override_what_they_bring_in(tmp_path):
 
 def test_strict_reading_stays_fast():
     """The duplicate-key check adds a dictionary lookup per key: the built-in registry still loads in milliseconds."""
-    path = Path(__file__).resolve().parent.parent / "dataset_registry.yaml"
+    path = Path(__file__).resolve().parent.parent / "segprep" / "builtin_registry.yaml"
     load_registry(path)
     start = time.perf_counter()
     for _ in range(20):
@@ -371,7 +373,7 @@ def test_a_crash_while_writing_leaves_the_registry_and_no_temporary(registry, mo
 
 @pytest.mark.fault("registry", "convert")
 def test_a_broken_registry_is_not_rewritten(registry):
-    registry.write_text(registry.read_text() + "  camvid:\n    num_classes: 11\n")
+    registry.write_text(registry.read_text() + "  camvid:\n    num_classes: 11\n  camvid:\n    num_classes: 11\n")
     before = snapshot(registry)
     with pytest.raises(RegistryError, match="duplicate key 'camvid'"):
         record_splits(registry, "kitti_road", {"train": 3})
@@ -477,7 +479,7 @@ def test_registry_under_a_file_for_real(run_cli, tmp_path):
 def test_registry_in_a_missing_folder(run_cli, tmp_path):
     path = tmp_path / "missing" / "registry.yaml"
     result = run_cli("register", "x", "--class-names", "a,b", "--registry", path)
-    assert_refused(result, f"{path}: registry file not found")
+    assert_refused(result, str(path), "no such file or folder")
     with pytest.raises(FileNotFoundError) as info:
         atomic_write(path, lambda handle: handle.write(b"x"), make_parents=False)
     assert info.value.filename == str(path)

@@ -37,7 +37,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a converted output folder, its registry), made once for the module and never changed."""
     base = tmp_path_factory.mktemp("verify")
     registry = base / "registry.yaml"
-    shutil.copy(REPO / "dataset_registry.yaml", registry)
+    shutil.copy(REPO / "segprep" / "builtin_registry.yaml", registry)
     data = make_folder_dataset(base / "data")
     out = base / "out"
     result = _invoke(registry, "convert", "folder", "--root", data, "--out", out, "--name", "toy", "--workers", "1", "-q")

@@ -29,7 +29,7 @@ def registry_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Path(dir_okay=False, path_type=Path),
         envvar="SEGPREP_REGISTRY",
         default=None,
-        help="Registry file (default: $SEGPREP_REGISTRY, ./dataset_registry.yaml, then the built-in one).",
+        help="Your registry file, layered over the built-in datasets (default: $SEGPREP_REGISTRY, else ~/.config/segprep/registry.yaml).",
     )(fn)
 
 

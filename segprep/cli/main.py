@@ -24,8 +24,9 @@ def main() -> None:
     \b
     Converts PASCAL VOC, Cityscapes, CamVid, KITTI road, ADE20K, labelme annotations and
     folders of image/label pairs into sharded TFRecords, validates every label pixel on the
-    way, and records split sizes, class counts, ignore labels and colormaps in
-    dataset_registry.yaml.
+    way, and records split sizes, class counts, ignore labels and colormaps in the
+    registry (built-ins ship with segprep; yours: --registry, $SEGPREP_REGISTRY, else
+    ~/.config/segprep/registry.yaml).
 
     \b
     Example:
