@@ -78,6 +78,10 @@ def _colormap(entry) -> list[list[int]]:  # type: ignore[no-untyped-def]
     return resolve_colormap(entry.colormap).tolist()
 
 
+# segtrain.model.BACKBONES, spelled out here so that `segtrain --help` need not import Keras.
+BACKBONES = ("mobilenetv2", "xception41", "xception65", "xception71")
+
+
 def _pair(text: str, hint: str = "--crop-size") -> tuple[int, int]:
     parts = text.replace("x", ",").split(",")
     try:
@@ -173,12 +177,13 @@ Examples:
 @click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Total training steps (resume counts the steps already done).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--crop-size", default="513,513", show_default=True, help="Training crop H,W.")
-@click.option("--backbone", type=click.Choice(["mobilenetv2", "resnet50"]), default="mobilenetv2", show_default=True)
+@click.option("--backbone", type=click.Choice(BACKBONES), default="mobilenetv2", show_default=True, help="DeepLab's feature extractors (slim's MobileNetV2, DeepLab's aligned Xception); resnet50 was removed.")
+@click.option("--depth-multiplier", type=_FiniteFloat(0, 4, min_open=True), default=1.0, show_default=True, help="MobileNetV2's width (DeepLab's depth_multiplier).")
 @click.option("--output-stride", type=click.Choice(["8", "16"]), default="16", show_default=True)
 @click.option("--aspp/--no-aspp", default=True, show_default=True, help="Atrous branches of ASPP (image pooling and 1x1 stay).")
 @click.option("--decoder/--no-decoder", default=True, show_default=True, help="DeepLabv3+ decoder from the stride-4 feature.")
 @click.option("--bn-momentum", type=_FiniteFloat(0, 1, min_open=True, max_open=True), default=0.99, show_default=True, help="Batch-norm moving-average momentum (higher suits long runs).")
-@click.option("--backbone-weights", default="none", show_default=True, help="imagenet (needs internet), none, or a Keras weights file of the backbone.")
+@click.option("--backbone-weights", default="none", show_default=True, help="none; a TF1 ImageNet checkpoint (DeepLab's xception_65_imagenet, slim's mobilenet_v2_1.0_224); for mobilenetv2 also imagenet (Keras' weights, needs internet) or a keras.applications MobileNetV2 weights file.")
 @click.option("--lr", "learning_rate", type=_FiniteFloat(min=0, min_open=True), default=0.007, show_default=True, help="Base learning rate (poly decay, power 0.9).")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--weight-decay", type=_FiniteFloat(min=0), default=4e-5, show_default=True)
@@ -186,13 +191,13 @@ Examples:
 @click.option("--top-k-percent", type=_FiniteFloat(0, 100, min_open=True), default=100.0, show_default=True, help="Hard-pixel mining: loss over the hardest K%.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--summary-every", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--init-checkpoint", type=click.Path(path_type=Path), default=None, help="A fit logdir or checkpoint (prefix or file) to start from.")
-@click.option("--init-mode", type=click.Choice(["all", "all-but-logits", "backbone"]), default="all-but-logits", show_default=True)
+@click.option("--init-checkpoint", type=click.Path(path_type=Path), default=None, help="Start from: a fit or import-deeplab logdir or checkpoint, or a DeepLab TF1 checkpoint (prefix or folder).")
+@click.option("--init-mode", type=click.Choice(["all", "all-but-logits", "backbone"]), default="all-but-logits", show_default=True, help="DeepLab's FAQ: all (same classes), all-but-logits (new classes), backbone (new head).")
 @click.option("--mixed-precision", is_flag=True, help="mixed_float16 compute with loss scaling (GPUs).")
 @click.option("--xla", is_flag=True, help="Compile the training step with XLA (GPUs).")
 @click.option("--seed", type=int, default=None)
 @registry_option
-def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, registry):  # type: ignore[no-untyped-def]
+def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, depth_multiplier, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, registry):  # type: ignore[no-untyped-def]
     """Train DeepLabv3+ with DeepLab's augmentation, poly LR and the ignore-masked loss.
 
     Refused before any training: an empty split, a --logdir that is, is inside or contains --data
@@ -205,20 +210,29 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, ou
     height, width = _pair(crop_size)
     if min(height, width) < int(output_stride):
         raise click.BadParameter(f"{crop_size} is smaller than the output stride {output_stride}", param_hint="--crop-size")
+    if backbone != "mobilenetv2" and depth_multiplier != 1.0:
+        raise click.BadParameter(f"{backbone} has no depth multiplier (it is for mobilenetv2)", param_hint="--depth-multiplier")
+    weights = None if backbone_weights == "none" else backbone_weights
     from segprep.paths import check_output_location
 
-    check_output_location(logdir, [folder, *([_checkpoint_root(init_checkpoint)] if init_checkpoint else [])], "--logdir")
+    starts = [_checkpoint_root(init_checkpoint)] if init_checkpoint else []
+    if weights not in (None, "imagenet"):  # a file, a checkpoint folder, or a prefix (its .index and .data files)
+        starts += [Path(weights), *Path(weights).parent.glob(f"{Path(weights).name}.*")]
+    check_output_location(logdir, [folder, *starts], "--logdir")
     import keras
 
     from segtrain.losses import LossConfig
-    from segtrain.model import ModelConfig
+    from segtrain.model import ModelConfig, check_backbone_weights
     from segtrain.train import FitConfig
     from segtrain.train import fit as run_fit
 
+    check_backbone_weights(backbone, depth_multiplier, weights)
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    weights = None if backbone_weights == "none" else backbone_weights
-    model_config = ModelConfig(entry.num_classes, backbone, int(output_stride), aspp, decoder, weights, bn_momentum=bn_momentum)
+    model_config = ModelConfig(
+        num_classes=entry.num_classes, backbone=backbone, depth_multiplier=depth_multiplier, output_stride=int(output_stride),
+        aspp=aspp, decoder=decoder, bn_momentum=bn_momentum, backbone_weights=weights,
+    )
     loss_config = LossConfig(entry.num_classes, entry.ignore_label, tuple(entry.class_weights) if class_weights and entry.class_weights else None, top_k_percent)
     config = FitConfig(
         data_dir=folder, logdir=logdir, split=split, steps=steps, batch_size=batch_size, crop_height=height, crop_width=width,
@@ -228,7 +242,7 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, ou
     )
 
     with _progress(steps, batch_size, summary_every) as on_step:
-        result = run_fit(dataset, model_config, loss_config, config, entry.class_names, on_step=on_step)
+        result = run_fit(dataset, model_config, loss_config, config, entry.class_names, on_step=on_step, on_note=click.echo)
     if result.start_step == result.end_step:
         click.echo(f"{logdir} is already at step {result.end_step} of {steps}: nothing to train (raise --steps to continue)")
         return
@@ -482,3 +496,43 @@ def export(checkpoint, out_dir):  # type: ignore[no-untyped-def]
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     click.echo(f"SavedModel written to {out_dir} (signature serving_default: images uint8 [B, H, W, 3] -> classes, probabilities)")
+
+
+@main.command("import-deeplab", epilog="""\b
+Examples:
+  segtrain import-deeplab deeplabv3_mnv2_cityscapes_train/model.ckpt --out runs/cityscapes_mnv2 --output-stride 8 --dataset cityscapes
+  segtrain import-deeplab deeplabv3_pascal_train_aug --out runs/pascal_xception65 --dataset pascal_voc_seg
+  segtrain fit --dataset camvid --logdir runs/camvid --init-checkpoint runs/cityscapes_mnv2 --init-mode all-but-logits --no-aspp --no-decoder
+""")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="The new logdir: a new or empty folder, outside the checkpoint's folder.")
+@click.option("--output-stride", type=click.Choice(["8", "16"]), default="16", show_default=True, help="What to run the network at (the weights do not say; DeepLab evaluates the same checkpoint at 8 or 16).")
+@click.option("--dataset", default=None, help="Registry name whose class names, colormap and ignore label the logdir takes (its class count must equal the checkpoint's).")
+@registry_option
+def import_deeplab_cmd(checkpoint, out_dir, output_stride, dataset, registry):  # type: ignore[no-untyped-def]
+    """A DeepLab TF1 checkpoint (model zoo or one's own) -> a segtrain logdir.
+
+    \b
+    CHECKPOINT: a prefix (model.ckpt, model.ckpt-30000), one of its files, or the folder holding it.
+    The network is read from the variables: the backbone (MobilenetV2 and its depth multiplier,
+    xception_41/65/71), ASPP's atrous branches, the decoder, the class count. Every model variable is
+    copied; optimizer slots, EMA shadows and global_step are counted and left out. The logdir works
+    with eval, predict, export and fit --init-checkpoint like one written by fit; its logits equal
+    DeepLab's for the same weights. Without --dataset the classes are class_0, class_1, ... with
+    PASCAL's colormap and ignore label 255.
+    """
+    from segprep.paths import check_output_location
+
+    source = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    check_output_location(out_dir, [source], "--out")
+    from segtrain.import_deeplab import Labels, check_import_target
+
+    check_import_target(out_dir)
+    labels, classes = None, None
+    if dataset is not None:
+        entry = _entry(dataset, registry)
+        labels = Labels(dataset, entry.ignore_label, _colormap(entry), list(entry.class_names))
+        classes = entry.num_classes
+    from segtrain.import_deeplab import import_to_logdir
+
+    click.echo(import_to_logdir(checkpoint, out_dir, int(output_stride), labels, classes))

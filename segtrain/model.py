@@ -1,200 +1,202 @@
-"""DeepLabv3+ in Keras 3: a keras.applications backbone made atrous, ASPP, and a stride-4 decoder.
+"""segtrain's model: DeepLab's own network (segtrain.deeplab_model), chosen by `fit`'s options.
 
-keras.applications backbones downsample by 32. DeepLab keeps the last stages at output stride 16
-or 8 by removing their strides and dilating their convolutions instead, so that the pretrained
-weights still apply (the kernels keep their shapes). That is done here by editing the backbone's
-layer configs and rebuilding it with the same weights, rather than re-implementing each network.
+There is one model code path. `fit` builds the network DeepLab's TF1 graph computes (slim's MobilenetV2 or
+DeepLab's aligned Xception, ASPP with image pooling, the v3+ decoder, align-corners resizes), under DeepLab's
+TF1 variable names, so a DeepLab checkpoint, an ImageNet backbone checkpoint and a segtrain logdir all map
+onto it by name. This module maps the command-line options onto `DeepLabConfig`, names the format of the
+`model` object in segtrain.json, and loads ImageNet backbone weights (`--backbone-weights`).
+
+The keras.applications models earlier segtrain versions built (MobileNetV2 with explicit padding and no
+align-corners resizes, ResNet50) are gone: their checkpoints do not compute DeepLab's function, and
+their logdirs are refused by segtrain.json's model format.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import keras
-import tensorflow as tf
-from keras import layers
 
-BACKBONES = ("mobilenetv2", "resnet50")
+from segtrain import deeplab_model
+from segtrain.deeplab_model import DeepLabConfig
+from segtrain.errors import SegtrainError
+
+BACKBONES = ("mobilenetv2", "xception41", "xception65", "xception71")
+# segtrain.json's "model_format": 2 is DeepLab's network with TF1-named weights (this module). Logdirs of
+# the earlier keras.applications model carry no model_format (format 1) and cannot be restored.
+MODEL_FORMAT = 2
+# DeepLab pads images with the mean pixel, which its preprocessing (2/255 x - 1) maps to 0.
+MEAN_PIXEL = (127.5, 127.5, 127.5)
+_KERAS_IMAGENET_MULTIPLIER = 1.0
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """What `segtrain fit --backbone ... --output-stride ... --no-aspp --no-decoder` chooses."""
-
-    num_classes: int
-    backbone: str = "mobilenetv2"
-    output_stride: int = 16
-    aspp: bool = True
-    decoder: bool = True
-    backbone_weights: str | None = None  # "imagenet" (needs internet), None, or a weights file
-    filters: int = 256
-    # keras.applications' MobileNetV2 uses 0.999, whose moving statistics still lean a quarter on
-    # their initial values after 1,400 steps: short runs evaluate far worse than they train.
-    bn_momentum: float = 0.99
+class BackboneWeightsError(SegtrainError):
+    """--backbone-weights names something that cannot initialize this backbone."""
 
 
 @dataclass(frozen=True)
-class _BackboneSpec:
-    build: str
-    low_level: str  # stride-4 feature for the decoder
-    high_level: str  # last feature
-    mean_pixel: tuple[float, float, float]  # what padding must use so it normalizes to "no signal"
+class ModelConfig(DeepLabConfig):
+    """DeepLabConfig plus where the backbone's starting weights come from (not part of the architecture).
+
+    backbone_weights: None (DeepLab's initializers), "imagenet" (keras.applications' MobileNetV2 ImageNet
+    weights, needs internet), a TF1 checkpoint prefix or folder (slim's `mobilenet_v2_1.0_224`, DeepLab's
+    `xception_65_imagenet`), or a Keras weights file of keras.applications' MobileNetV2.
+    """
+
+    backbone_weights: str | None = None
+
+    def architecture(self) -> dict:
+        """What segtrain.json stores as "model": the DeepLabConfig fields (JSON types)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(DeepLabConfig)}
+
+    @classmethod
+    def from_architecture(cls, document: dict) -> ModelConfig:
+        """The config of a segtrain.json "model" object (already validated)."""
+        return cls(**DeepLabConfig.from_dict(document).to_dict())
 
 
-_SPECS = {
-    "mobilenetv2": _BackboneSpec("MobileNetV2", "block_2_add", "block_16_project_BN", (127.5, 127.5, 127.5)),
-    "resnet50": _BackboneSpec("ResNet50", "conv2_block3_out", "conv5_block3_out", (123.68, 116.779, 103.939)),
-}
+def _jsonable(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
 
 
-def mean_pixel(backbone: str) -> tuple[float, float, float]:
-    return _SPECS[backbone].mean_pixel
+def build_deeplab(config: DeepLabConfig) -> keras.Model:
+    """images [B, H, W, 3] in 0..255 -> logits [B, H, W, num_classes] (float32): DeepLab's network."""
+    return deeplab_model.build(config)
+
+
+def model_info(model: keras.Model) -> tuple[str, int]:
+    """(backbone, output stride) of a model made by build_deeplab (its name says them)."""
+    match = re.fullmatch(r"deeplab_(\w+?)_os(\d+)", model.name)
+    if not match or match[1] not in BACKBONES:
+        raise ValueError(f"model {model.name!r} was not built by segtrain.model.build_deeplab")
+    return match[1], int(match[2])
 
 
 def input_requirements(model: keras.Model) -> tuple[int, tuple[float, float, float]]:
-    """(smallest height and width the model takes, the pixel to pad smaller images with).
+    """(smallest height and width predictions pad to, the pixel to pad with).
 
-    MobileNetV2's strided 3x3 convolutions use 'valid' padding: below about the output stride a
-    feature map shrinks to nothing and the graph fails (or averages an empty map into NaN). Images
-    padded to the output stride with the mean pixel (which normalizes to zero) always work.
+    DeepLab's network takes any size (TF 'SAME' and Xception's fixed padding never shrink a map to
+    nothing), but an image smaller than the output stride has no meaningful stride-16 feature; such
+    images are padded to the output stride with the mean pixel and the prediction cropped back.
     """
-    for layer in model.layers:
-        match = re.fullmatch(r"(\w+)_os(\d+)", layer.name)
-        if match and match[1] in _SPECS:
-            return int(match[2]), _SPECS[match[1]].mean_pixel
-    return 32, (127.5, 127.5, 127.5)  # not built by build_deeplab: the largest stride of the backbones
+    try:
+        return model_info(model)[1], MEAN_PIXEL
+    except ValueError:
+        return 16, MEAN_PIXEL
 
 
-def _natural_stride(backbone: str, name: str) -> int:
-    """The output stride a layer has in the unmodified network (from its block name)."""
-    if backbone == "mobilenetv2":
-        match = re.match(r"block_(\d+)_", name)
-        if match:
-            block = int(match[1])
-            return 4 if block <= 2 else 8 if block <= 5 else 16 if block <= 12 else 32
-        return 32 if name.startswith(("Conv_1", "out_relu")) else 2
-    match = re.match(r"conv(\d)_", name)
-    if match:
-        return {1: 2, 2: 4, 3: 8, 4: 16, 5: 32}[int(match[1])]
-    return 4 if name.startswith("pool1") else 2
+# ------------------------------------------------------------------------------ backbone weights
 
 
-def _atrous_config(config: dict, backbone: str, output_stride: int) -> dict:
-    """Remove the strides of stages beyond output_stride and dilate their kernels instead."""
-    for layer in config["layers"]:
-        stage = _natural_stride(backbone, layer["name"])
-        if stage <= output_stride:
-            continue
-        rate = stage // output_stride
-        previous_rate = max(1, rate // 2)
-        settings = layer["config"]
-        strided = tuple(settings.get("strides", (1, 1))) == (2, 2)
-        if strided:
-            settings["strides"] = (1, 1)
-        kernel = settings.get("kernel_size")
-        if kernel is not None and tuple(kernel) != (1, 1):
-            settings["dilation_rate"] = (previous_rate, previous_rate) if strided else (rate, rate)
-        if layer["class_name"] == "ZeroPadding2D":
-            # MobileNetV2 pads explicitly before a strided 3x3; unstrided, it needs symmetric padding.
-            settings["padding"] = ((previous_rate, previous_rate), (previous_rate, previous_rate))
-    return config
+def check_backbone_weights(backbone: str, depth_multiplier: float, weights: str | None) -> None:
+    """Refuse, before anything is built, --backbone-weights that cannot fit the backbone."""
+    if weights is None:
+        return
+    if weights == "imagenet":
+        if backbone != "mobilenetv2":
+            raise BackboneWeightsError(
+                f"--backbone-weights imagenet: Keras has no ImageNet weights of DeepLab's {backbone} (keras.applications' Xception "
+                f"is not DeepLab's aligned Xception); download DeepLab's {backbone.replace('xception', 'xception_')}_imagenet "
+                "checkpoint and pass --backbone-weights PATH/model.ckpt"
+            )
+        if depth_multiplier != _KERAS_IMAGENET_MULTIPLIER:
+            raise BackboneWeightsError(
+                f"--backbone-weights imagenet: keras.applications' MobileNetV2 has DeepLab's channel counts only at depth multiplier 1.0 "
+                f"(asked {depth_multiplier:g}); pass a TF1 checkpoint of that width instead"
+            )
+        return
+    path = Path(weights)
+    if not path.exists() and not Path(f"{weights}.index").exists():
+        raise BackboneWeightsError(f"{weights}: no such backbone weights file or checkpoint (expected imagenet, none, a TF1 checkpoint or a Keras weights file)")
 
 
-def build_backbone(backbone: str, output_stride: int, weights: str | None, bn_momentum: float | None = None) -> keras.Model:
-    """The backbone with outputs (stride-4 feature, last feature) at the asked output stride."""
-    if backbone not in _SPECS:
-        raise ValueError(f"unknown backbone {backbone!r} (choose from {', '.join(BACKBONES)})")
-    if output_stride not in (8, 16, 32):
-        raise ValueError(f"output stride must be 8, 16 or 32, got {output_stride}")
-    spec = _SPECS[backbone]
-    application = getattr(keras.applications, spec.build)
-    keras_weights = "imagenet" if weights == "imagenet" else None
-    base = application(input_shape=(None, None, 3), include_top=False, weights=keras_weights)
-    if weights not in (None, "imagenet", "none"):
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone weights file {path} not found")
+def load_backbone_weights(model: keras.Model, config: ModelConfig) -> str:
+    """Copy config.backbone_weights into the backbone of model; returns a one-line account of what was copied."""
+    weights = config.backbone_weights
+    check_backbone_weights(config.backbone, config.depth_multiplier, weights)
+    if weights is None:
+        return "backbone starts from DeepLab's initializers"
+    from segtrain.deeplab_checkpoint import is_tf1_checkpoint, load_deeplab_weights
+
+    if weights != "imagenet" and _names_a_tf1_checkpoint(weights) and is_tf1_checkpoint(weights):
+        report = load_deeplab_weights(model, config.backbone, weights, "backbone")
+        return f"{report.copied} backbone variables from {report.prefix}"
+    if config.backbone != "mobilenetv2":
+        raise BackboneWeightsError(f"{weights}: not a TF1 checkpoint; {config.backbone}'s backbone weights come from DeepLab's TF1 ImageNet checkpoint (Keras weights files are for mobilenetv2)")
+    if config.depth_multiplier != _KERAS_IMAGENET_MULTIPLIER:
+        raise BackboneWeightsError(f"{weights}: keras.applications' MobileNetV2 has DeepLab's channel counts only at depth multiplier 1.0 (this model: {config.depth_multiplier:g})")
+    source = _keras_mobilenet_v2(weights)
+    copied = copy_keras_mobilenet_v2(source, model, str(weights))
+    return f"{copied} backbone variables from keras.applications MobileNetV2 ({weights})"
+
+
+def _names_a_tf1_checkpoint(weights: str) -> bool:
+    """A folder, a prefix with an .index file, or one of a prefix's files (not an .h5 TensorFlow would log about)."""
+    path = Path(weights)
+    return path.is_dir() or Path(f"{weights}.index").is_file() or path.suffix == ".index" or ".data-" in path.name
+
+
+def _keras_mobilenet_v2(weights: str) -> keras.Model:
+    """keras.applications' MobileNetV2 (alpha 1.0, no top) with ImageNet weights or those of a file."""
+    if weights == "imagenet":
         try:
-            base.load_weights(str(path))
-        except (OSError, ValueError, KeyError) as exc:  # h5py and Keras say what, not which file
-            from segtrain.errors import SegtrainError
-
-            detail = " ".join(str(exc).split())[:300]
-            raise SegtrainError(f"{path}: not a Keras weights file of {spec.build} ({detail})") from None
-    if output_stride < 32 or bn_momentum is not None:
-        config = _atrous_config(base.get_config(), backbone, output_stride)
-        if bn_momentum is not None:
-            for layer in config["layers"]:
-                if layer["class_name"] == "BatchNormalization":
-                    layer["config"]["momentum"] = bn_momentum
-        rebuilt = keras.Model.from_config(config)
-        rebuilt.set_weights(base.get_weights())
-        base = rebuilt
-    return keras.Model(base.input, [base.get_layer(spec.low_level).output, base.get_layer(spec.high_level).output], name=f"{backbone}_os{output_stride}")
+            return keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, weights="imagenet")
+        except Exception as exc:  # noqa: BLE001 - keras.utils.get_file raises a bare Exception when offline
+            detail = " ".join(str(exc).split())[:400]
+            raise BackboneWeightsError(f"--backbone-weights imagenet: cannot download keras.applications' MobileNetV2 ImageNet weights ({detail}); it needs internet, or pass a TF1 checkpoint or weights file") from None
+    source = keras.applications.MobileNetV2(input_shape=(None, None, 3), include_top=False, weights=None)
+    try:
+        source.load_weights(str(weights))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # h5py and Keras say what, not which file
+        detail = " ".join(str(exc).split())[:200]
+        raise BackboneWeightsError(f"{weights}: not a Keras weights file of keras.applications' MobileNetV2 (alpha 1.0, include_top=False) ({detail})") from None
+    return source
 
 
-class ResizeLike(layers.Layer):
-    """Bilinear resize of the first input to the spatial size of the second (sizes known only at run time)."""
+def keras_mobilenet_v2_scope(name: str) -> str | None:
+    """The TF1 scope of slim's MobilenetV2 that a keras.applications MobileNetV2 layer stands for.
 
-    def call(self, inputs):  # type: ignore[no-untyped-def]
-        tensor, reference = inputs
-        return tf.image.resize(tensor, tf.shape(reference)[1:3], method="bilinear")
-
-
-class Preprocess(layers.Layer):
-    """0..255 RGB -> what the backbone was trained on (kept in the model so exports take raw pixels)."""
-
-    def __init__(self, backbone: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(**kwargs)
-        self.backbone = backbone
-
-    def call(self, images):  # type: ignore[no-untyped-def]
-        images = tf.cast(images, tf.float32)
-        if self.backbone == "resnet50":  # caffe style: BGR minus the ImageNet mean
-            return images[..., ::-1] - tf.constant(_SPECS["resnet50"].mean_pixel[::-1])
-        return images / 127.5 - 1.0
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "backbone": self.backbone}
+    The two networks are the same layer for layer at depth multiplier 1.0 (keras' block_N is slim's
+    expanded_conv_N, keras' first block is slim's expanded_conv); keras' Conv_1 (1280 channels) is
+    beyond where DeepLab stops and has no counterpart (None).
+    """
+    stem = {"Conv1": "Conv", "bn_Conv1": "Conv/BatchNorm"}
+    if name in stem:
+        return f"MobilenetV2/{stem[name]}"
+    match = re.fullmatch(r"(?:block_(\d+)|expanded_conv)_(expand|depthwise|project)(_BN)?", name)
+    if not match:
+        return None
+    block = f"expanded_conv_{match[1]}" if match[1] else "expanded_conv"
+    return f"MobilenetV2/{block}/{match[2]}" + ("/BatchNorm" if match[3] else "")
 
 
-def _conv_bn_relu(x, filters: int, kernel: int, name: str, rate: int = 1, separable: bool = False, momentum: float = 0.99):  # type: ignore[no-untyped-def]
-    conv = layers.SeparableConv2D if separable else layers.Conv2D
-    x = conv(filters, kernel, padding="same", dilation_rate=rate, use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn", epsilon=1e-5, momentum=momentum)(x)
-    return layers.ReLU(name=f"{name}_relu")(x)
-
-
-def _aspp(features, config: ModelConfig):  # type: ignore[no-untyped-def]
-    """1x1 branch, image pooling and (when on) three atrous branches at rates 6/12/18 x (16 / output stride)."""
-    branches = [_conv_bn_relu(features, config.filters, 1, "aspp0", momentum=config.bn_momentum)]
-    if config.aspp:
-        scale = 16 // config.output_stride if config.output_stride <= 16 else 1
-        for i, rate in enumerate((6, 12, 18), start=1):
-            branches.append(_conv_bn_relu(features, config.filters, 3, f"aspp{i}", rate=rate * scale, separable=True, momentum=config.bn_momentum))
-    pooled = layers.GlobalAveragePooling2D(keepdims=True, name="image_pool")(features)
-    pooled = _conv_bn_relu(pooled, config.filters, 1, "image_pool_proj", momentum=config.bn_momentum)
-    branches.append(ResizeLike(name="image_pool_resize")([pooled, features]))
-    x = layers.Concatenate(name="aspp_concat")(branches)
-    x = _conv_bn_relu(x, config.filters, 1, "aspp_proj", momentum=config.bn_momentum)
-    return layers.Dropout(0.1, name="aspp_dropout")(x)
-
-
-def build_deeplab(config: ModelConfig) -> keras.Model:
-    """uint8 or float images [B, H, W, 3] in 0..255 -> logits [B, H, W, num_classes] (float32)."""
-    images = keras.Input((None, None, 3), name="image")
-    backbone = build_backbone(config.backbone, config.output_stride, config.backbone_weights, config.bn_momentum)
-    low_level, high_level = backbone(Preprocess(config.backbone, name="preprocess")(images))
-    x = _aspp(high_level, config)
-    if config.decoder:
-        skip = _conv_bn_relu(low_level, 48, 1, "decoder_skip", momentum=config.bn_momentum)
-        x = ResizeLike(name="decoder_upsample")([x, skip])
-        x = layers.Concatenate(name="decoder_concat")([x, skip])
-        x = _conv_bn_relu(x, config.filters, 3, "decoder1", separable=True, momentum=config.bn_momentum)
-        x = _conv_bn_relu(x, config.filters, 3, "decoder2", separable=True, momentum=config.bn_momentum)
-    logits = layers.Conv2D(config.num_classes, 1, name="logits")(x)
-    logits = ResizeLike(name="upsample_logits")([logits, images])
-    logits = layers.Activation("linear", dtype="float32", name="logits_float32")(logits)
-    return keras.Model(images, logits, name=f"deeplabv3plus_{config.backbone}")
+def copy_keras_mobilenet_v2(source: keras.Model, model: keras.Model, origin: str) -> int:
+    """Copy keras.applications MobileNetV2 weights into DeepLab's MobilenetV2; every backbone weight must be matched."""
+    table = deeplab_model.variables(model)
+    targets = {name: var for name, var in table.items() if name.startswith("MobilenetV2/")}
+    pairs = []
+    for layer in source.layers:
+        scope = keras_mobilenet_v2_scope(layer.name)
+        if scope is None or not layer.weights:
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization):
+            names = [f"{scope}/{leaf}" for leaf in ("gamma", "beta", "moving_mean", "moving_variance")]
+            values = [layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance]
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            names, values = [f"{scope}/depthwise_weights"], [layer.kernel]
+        else:
+            names, values = [f"{scope}/weights"], [layer.kernel]
+        pairs.extend(zip(names, values))
+    missing = sorted(set(targets) - {name for name, _ in pairs})
+    if missing:
+        raise BackboneWeightsError(f"{origin}: keras.applications MobileNetV2 has no weight for '{missing[0]}' ({len(missing)} backbone variables unmatched)")
+    for name, value in pairs:
+        if name not in targets:
+            raise BackboneWeightsError(f"{origin}: keras.applications MobileNetV2 weight '{value.path}' has no place in DeepLab's MobilenetV2 ('{name}')")
+        if tuple(value.shape) != tuple(targets[name].shape):
+            raise BackboneWeightsError(f"{origin}: '{value.path}' has shape {list(value.shape)}, DeepLab's '{name}' needs {list(targets[name].shape)}")
+    for name, value in pairs:
+        targets[name].assign(value)
+    return len(pairs)

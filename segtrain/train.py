@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import keras
@@ -22,7 +22,7 @@ from segtrain.data import AugmentConfig, record_files, require_records, train_da
 from segtrain.errors import CheckpointError, RunFileError, SegtrainError, TrainingDiverged, tf_message
 from segtrain.losses import LossConfig, PolyDecay, segmentation_loss
 from segtrain.metrics import class_scores
-from segtrain.model import BACKBONES, ModelConfig, build_deeplab, mean_pixel
+from segtrain.model import BACKBONES, MEAN_PIXEL, MODEL_FORMAT, ModelConfig, build_deeplab, load_backbone_weights, model_info
 
 RUN_FILE = "segtrain.json"  # what a logdir was trained with: enough to rebuild the model anywhere
 INIT_MODES = ("all", "all-but-logits", "backbone")
@@ -52,17 +52,26 @@ class FitConfig:
     colormap: list[list[int]] = field(default_factory=list)
 
 
-def save_run(logdir: Path, dataset: str, model_config: ModelConfig, ignore_label: int, colormap: list[list[int]], class_names: list[str]) -> None:
+def save_run(logdir: Path, dataset: str | None, model_config: ModelConfig, ignore_label: int, colormap: list[list[int]], class_names: list[str], extra: dict | None = None) -> None:
+    """Write segtrain.json: the model format and architecture, and the dataset's labels and colours.
+
+    extra: more top-level keys (import-deeplab records where the weights came from under "imported_from").
+    """
     from segprep.fileio import atomic_write_text
 
     logdir.mkdir(parents=True, exist_ok=True)
-    document = {"dataset": dataset, "model": asdict(model_config), "ignore_label": ignore_label, "colormap": colormap, "class_names": class_names}
+    document = {
+        "model_format": MODEL_FORMAT, "dataset": dataset, "model": model_config.architecture(), "ignore_label": ignore_label,
+        "colormap": colormap, "class_names": class_names, **(extra or {}),
+    }
     atomic_write_text(logdir / RUN_FILE, json.dumps(document, indent=1))
 
 
 # Keys of segtrain.json's "model" without which no model can be rebuilt (the others have defaults).
 _MODEL_REQUIRED = ("num_classes", "backbone", "output_stride")
-_ARCHITECTURE = ("num_classes", "backbone", "output_stride", "aspp", "decoder", "filters")  # what a checkpoint's shapes depend on
+# What a checkpoint's variables (their names and shapes) depend on.
+_ARCHITECTURE = ("num_classes", "backbone", "depth_multiplier", "output_stride", "aspp", "atrous_rates", "image_pooling", "decoder", "filters")
+_ARCHITECTURE_FIELDS = frozenset(f.name for f in fields(ModelConfig)) - {"backbone_weights"}
 
 
 def _is_int(value: object) -> bool:
@@ -76,29 +85,49 @@ def _model_problem(model: object) -> str | None:
     missing = [key for key in _MODEL_REQUIRED if key not in model]
     if missing:
         return f'"model" lacks {", ".join(missing)}'
-    unknown = sorted(set(model) - {f.name for f in fields(ModelConfig)})
+    unknown = sorted(set(model) - _ARCHITECTURE_FIELDS)
     if unknown:
         return f'"model" has unknown keys {", ".join(unknown)} (written by another segtrain version?)'
-    checks = {
-        "num_classes": (lambda v: _is_int(v) and 1 <= v <= 256, "an integer in 1..256"),
-        "backbone": (lambda v: v in BACKBONES, f"one of {', '.join(BACKBONES)}"),
-        "output_stride": (lambda v: _is_int(v) and v in (8, 16, 32), "8, 16 or 32"),
-        "aspp": (lambda v: isinstance(v, bool), "true or false"),
-        "decoder": (lambda v: isinstance(v, bool), "true or false"),
-        "filters": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-        "bn_momentum": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1, "a number in (0, 1)"),
-        "backbone_weights": (lambda v: v is None or isinstance(v, str), "null or a string"),
-    }
-    for key, (valid, wanted) in checks.items():
+    for key, (valid, wanted) in _MODEL_CHECKS.items():
         if key in model and not valid(model[key]):
             return f'"model.{key}" must be {wanted}, found {json.dumps(model[key])}'
+    try:
+        ModelConfig.from_architecture(model)
+    except (TypeError, ValueError) as exc:  # combinations DeepLabConfig refuses (e.g. a depth multiplier for Xception)
+        return f'"model": {exc}'
     return None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_MODEL_CHECKS = {
+    "num_classes": (lambda v: _is_int(v) and 1 <= v <= 256, "an integer in 1..256"),
+    "backbone": (lambda v: v in BACKBONES, f"one of {', '.join(BACKBONES)}"),
+    "depth_multiplier": (lambda v: _is_number(v) and v > 0, "a positive number"),
+    "output_stride": (lambda v: _is_int(v) and v in (8, 16), "8 or 16"),
+    "aspp": (lambda v: isinstance(v, bool), "true or false"),
+    "atrous_rates": (lambda v: v is None or (isinstance(v, list) and all(_is_int(r) and r >= 1 for r in v)), "null or a list of positive integers"),
+    "image_pooling": (lambda v: isinstance(v, bool), "true or false"),
+    "decoder": (lambda v: isinstance(v, bool), "true or false"),
+    "filters": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "bn_momentum": (lambda v: v is None or (_is_number(v) and 0 < v < 1), "null or a number in (0, 1)"),
+    "weight_init": (lambda v: v in ("deeplab", "keras"), '"deeplab" or "keras"'),
+}
 
 
 def _run_problem(document: object) -> str | None:
     """Why a parsed segtrain.json is unusable, or None when it is complete and well typed."""
     if not isinstance(document, dict):
         return f"expected a JSON object, found {type(document).__name__}"
+    if "model_format" not in document:
+        return (
+            "written by an earlier segtrain whose model is not DeepLab's (no model_format), so its checkpoints cannot be restored; "
+            "retrain with segtrain fit, or import a DeepLab checkpoint with segtrain import-deeplab"
+        )
+    if document["model_format"] != MODEL_FORMAT:
+        return f'"model_format" is {json.dumps(document["model_format"])}, this segtrain reads model format {MODEL_FORMAT} (written by another segtrain version?)'
     missing = [key for key in ("model", "ignore_label", "colormap") if key not in document]
     if missing:
         return f"lacks {', '.join(missing)}"
@@ -120,7 +149,7 @@ def load_run(logdir: Path) -> dict:
     """The run document of a fit logdir, checked: RunFileError naming segtrain.json and what is wrong."""
     path = logdir / RUN_FILE
     if not path.is_file():
-        raise RunFileError(f"{path}: missing, so {logdir} is not a segtrain fit logdir")
+        raise RunFileError(f"{path}: missing, so {logdir} is not a segtrain logdir (a DeepLab TF1 checkpoint must be imported with segtrain import-deeplab first)")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
@@ -130,7 +159,6 @@ def load_run(logdir: Path) -> dict:
     problem = _run_problem(document)
     if problem:
         raise RunFileError(f"{path}: {problem}")
-    document["model"] = {**document["model"], "backbone_weights": None}
     document.setdefault("class_names", [])
     return document
 
@@ -217,9 +245,10 @@ def _first_line(exc: BaseException) -> str:
 
 def describe_model(model: dict | ModelConfig, source: str = "") -> str:
     """'the model of SOURCE (mobilenetv2, output stride 16, 3 classes)' for messages."""
-    values = asdict(model) if isinstance(model, ModelConfig) else model
+    values = model.architecture() if isinstance(model, ModelConfig) else model
     where = f" of {source}" if source else ""
-    return f"the model{where} ({values['backbone']}, output stride {values['output_stride']}, {values['num_classes']} classes)"
+    width = f" x{values['depth_multiplier']:g}" if values.get("depth_multiplier", 1.0) != 1.0 else ""
+    return f"the model{where} ({values['backbone']}{width}, output stride {values['output_stride']}, {values['num_classes']} classes)"
 
 
 def load_model(checkpoint: Path) -> tuple[keras.Model, dict]:
@@ -227,44 +256,49 @@ def load_model(checkpoint: Path) -> tuple[keras.Model, dict]:
     logdir, prefix = resolve_checkpoint(checkpoint)
     run = load_run(logdir)
     verify_checkpoint(prefix, scope="model/")
-    model = build_deeplab(ModelConfig(**run["model"]))
+    model = build_deeplab(ModelConfig.from_architecture(run["model"]))
     restore_checkpoint(tf.train.Checkpoint(model=model), prefix, describe_model(run["model"], str(logdir / RUN_FILE)), partial=True, verified=True)
     return model, run
 
 
-def _layers_for_mode(model: keras.Model, mode: str) -> list[keras.layers.Layer]:
-    if mode == "all":
-        return list(model.layers)
-    if mode == "all-but-logits":
-        return [layer for layer in model.layers if layer.name != "logits"]
-    if mode == "backbone":
-        return [layer for layer in model.layers if layer.name.endswith(tuple(f"_os{s}" for s in (8, 16, 32)))]
-    raise ValueError(f"unknown init mode {mode!r} (choose from {', '.join(INIT_MODES)})")
-
-
 def initialize_from(model: keras.Model, checkpoint: Path, mode: str) -> list[str]:
-    """Copy the weights DeepLab's FAQ cases ask for from another run; returns the layer names restored.
+    """Copy the weights DeepLab's FAQ modes ask for; returns the TF1 names of the variables copied.
 
-    all: every layer (same classes); all-but-logits: a new class count; backbone: only the
-    encoder (e.g. from a different head). Shapes that differ are an error naming the layer.
+    checkpoint: a DeepLab TF1 checkpoint (model zoo, one's own, or an ImageNet backbone for mode backbone),
+    or a segtrain logdir / checkpoint (fit's or import-deeplab's). all: every variable (same classes);
+    all-but-logits: all but `logits/` (a new class count); backbone: only the feature extractor (a
+    different head). A variable the mode needs that is missing or shaped differently is an error naming both.
     """
+    from segtrain.deeplab_checkpoint import is_tf1_checkpoint, load_deeplab_weights
+    from segtrain.deeplab_model import variables_for_mode
+
+    backbone, _ = model_info(model)
+    if mode not in INIT_MODES:
+        raise ValueError(f"unknown init mode {mode!r} (choose from {', '.join(INIT_MODES)})")
+    if is_tf1_checkpoint(checkpoint):
+        load_deeplab_weights(model, backbone, checkpoint, mode)
+        return list(variables_for_mode(model, backbone, mode))
+    logdir, _ = resolve_checkpoint(checkpoint)
+    source_config = load_run(logdir)["model"]
+    holds = describe_model(source_config).replace("the model", "a model", 1)
+    if source_config["backbone"] != backbone:
+        raise CheckpointError(f"{checkpoint}: holds {holds}, this fit's backbone is {backbone}; choose a checkpoint of the same backbone")
     source, _ = load_model(checkpoint)
-    by_name = {layer.name: layer for layer in source.layers}
-    restored = []
-    for layer in _layers_for_mode(model, mode):
-        if not layer.weights:
-            continue
-        other = by_name.get(layer.name)
-        if other is None:
-            raise CheckpointError(f"{checkpoint}: has no layer {layer.name!r} (init mode {mode}); use --init-mode backbone for a different head")
-        mine, theirs = layer.get_weights(), other.get_weights()
-        shapes = [w.shape for w in mine], [w.shape for w in theirs]
-        if shapes[0] != shapes[1]:
-            hint = " (different class count: use --init-mode all-but-logits)" if layer.name == "logits" else ""
-            raise CheckpointError(f"{checkpoint}: layer {layer.name!r} has shapes {shapes[1]}, this model {shapes[0]}{hint}")
-        layer.set_weights(theirs)
-        restored.append(layer.name)
-    return restored
+    return _copy_variables(variables_for_mode(model, backbone, mode), variables_for_mode(source, backbone, "all"), checkpoint, mode, holds)
+
+
+def _copy_variables(targets: dict[str, keras.Variable], sources: dict[str, keras.Variable], checkpoint: Path, mode: str, holds: str) -> list[str]:
+    """Check every target against the source first (so a refusal changes nothing), then assign."""
+    for name, variable in targets.items():
+        source = sources.get(name)
+        if source is None:
+            raise CheckpointError(f"{checkpoint}: has no variable '{name}' for model weight '{variable.path}' (init mode {mode}); use --init-mode backbone for a different head")
+        if tuple(source.shape) != tuple(variable.shape):
+            hint = "; a different class count needs --init-mode all-but-logits" if name.startswith("logits/") else ""
+            raise CheckpointError(f"{checkpoint}: variable '{name}' has shape {list(source.shape)}, this model's '{variable.path}' needs {list(variable.shape)} (the checkpoint holds {holds}){hint}")
+    for name, variable in targets.items():
+        variable.assign(sources[name])
+    return list(targets)
 
 
 def choose_strategy() -> tf.distribute.Strategy:
@@ -321,6 +355,7 @@ class FitResult:
     losses: list[float]
     seconds_per_step: float
     images_per_second: float
+    notes: list[str] = field(default_factory=list)  # where the starting weights came from
 
 
 def fit(
@@ -330,6 +365,7 @@ def fit(
     config: FitConfig,
     class_names: list[str],
     on_step: Callable[[int, float, float], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Train until config.steps, resuming from the logdir's latest checkpoint when there is one.
 
@@ -353,13 +389,21 @@ def fit(
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     manager = tf.train.CheckpointManager(checkpoint, str(logdir), max_to_keep=3, checkpoint_name="ckpt")
+    notes = []
     if manager.latest_checkpoint:
         restore_checkpoint(checkpoint, manager.latest_checkpoint, describe_model(model_config, "this fit"), verified=True)
-    elif config.init_checkpoint is not None:
-        initialize_from(model, config.init_checkpoint, config.init_mode)
+    else:
+        if model_config.backbone_weights is not None:
+            notes.append(f"backbone weights: {load_backbone_weights(model, model_config)}")
+        if config.init_checkpoint is not None:
+            restored = initialize_from(model, config.init_checkpoint, config.init_mode)
+            notes.append(f"initialized {len(restored)} variables from {config.init_checkpoint} (--init-mode {config.init_mode})")
+        for note in notes:
+            if on_note is not None:
+                on_note(note)
     save_run(logdir, dataset, model_config, loss_config.ignore_label, config.colormap, class_names)
     augment = AugmentConfig(
-        crop_height=config.crop_height, crop_width=config.crop_width, ignore_label=loss_config.ignore_label, mean_pixel=mean_pixel(model_config.backbone)
+        crop_height=config.crop_height, crop_width=config.crop_width, ignore_label=loss_config.ignore_label, mean_pixel=MEAN_PIXEL
     )
     batches = iter(strategy.experimental_distribute_dataset(train_dataset(files, augment, config.batch_size, seed=config.seed)))
     num_classes = model_config.num_classes
@@ -402,7 +446,7 @@ def fit(
             on_step(current, loss_value, elapsed)
     writer.flush()
     per_step = timed_seconds / timed_steps if timed_steps else float("nan")
-    return FitResult(start, int(step.numpy()), losses, per_step, config.batch_size / per_step if timed_steps else float("nan"))
+    return FitResult(start, int(step.numpy()), losses, per_step, config.batch_size / per_step if timed_steps else float("nan"), notes)
 
 
 def check_resumable(logdir: Path, model_config: ModelConfig) -> None:
@@ -420,8 +464,14 @@ def check_resumable(logdir: Path, model_config: ModelConfig) -> None:
     verify_checkpoint(latest)
     if not (logdir / RUN_FILE).exists():
         return
-    saved = load_run(logdir)["model"]
-    wanted = asdict(model_config)
+    run = load_run(logdir)
+    if "imported_from" in run:
+        raise RunFileError(
+            f"{logdir / RUN_FILE}: {logdir} holds a checkpoint imported by segtrain import-deeplab, not a training run to resume; "
+            f"fine-tune it into a new --logdir with --init-checkpoint {logdir}"
+        )
+    saved = run["model"]
+    wanted = model_config.architecture()
     differences = [f"{key} {json.dumps(saved.get(key))} (asked: {json.dumps(wanted[key])})" for key in _ARCHITECTURE if saved.get(key, wanted[key]) != wanted[key]]
     if differences:
         raise RunFileError(f"{logdir / RUN_FILE}: this logdir was trained with {', '.join(differences)}; resume with the same options or choose a new --logdir")

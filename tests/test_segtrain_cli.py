@@ -22,7 +22,7 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cli")
     registry = root / "registry.yaml"
-    shutil.copy(REPO / "dataset_registry.yaml", registry)
+    shutil.copy(REPO / "segprep" / "builtin_registry.yaml", registry)
     make_folder_dataset(root / "data", count=8, num_classes=3, size=(40, 28))
     result = CliRunner().invoke(segprep_main, ["convert", "folder", "--root", str(root / "data"), "--out", str(root / "tf"), "--name", "tiny", "--quiet", "--split", "train=0.75", "--split", "val=0.25", "--registry", str(registry)])
     assert result.exit_code == 0, result.output

@@ -64,7 +64,7 @@ def setup(tmp_path_factory) -> Setup:
     from segprep.cli.main import main as segprep_main
 
     s = Setup(tmp_path_factory.mktemp("segtrain_faults"))
-    shutil.copy(REPO / "dataset_registry.yaml", s.registry)
+    shutil.copy(REPO / "segprep" / "builtin_registry.yaml", s.registry)
     make_folder_dataset(s.root / "data", count=6, num_classes=3, size=(40, 28))
     _tiny_images_dataset(s.root / "wee")
     for name, source, out, splits in (("tiny", "data", s.data, ["train=0.5", "val=0.5"]), ("wee", "wee", s.wee, ["val=1.0"])):
@@ -195,6 +195,12 @@ def _run_json(change):  # type: ignore[no-untyped-def]
     return damage
 
 
+def _earlier_segtrain(document: dict) -> None:
+    """segtrain.json as segtrain wrote it before the DeepLab model (no model_format, keras.applications settings)."""
+    document.pop("model_format")
+    document["model"] = {"num_classes": 3, "backbone": "mobilenetv2", "output_stride": 16, "aspp": True, "decoder": True, "backbone_weights": None, "filters": 256, "bn_momentum": 0.99}
+
+
 def _delete_run_json(run: Path) -> Path:
     (run / "segtrain.json").unlink()
     return run / "segtrain.json"
@@ -211,7 +217,10 @@ CHECKPOINT_FAULTS = {
     "run json not utf-8": (_run_json(b'{"model": "\xff\xfe"}'), "not UTF-8"),
     "run json a list": (_run_json("[1, 2]"), "expected a JSON object"),
     "run json without model": (_run_json(lambda d: d.pop("model")), "lacks model"),
-    "run json string stride": (_run_json(lambda d: d["model"].update(output_stride="16")), '"model.output_stride" must be 8, 16 or 32'),
+    "run json string stride": (_run_json(lambda d: d["model"].update(output_stride="16")), '"model.output_stride" must be 8 or 16'),
+    "run json of the earlier keras.applications model": (_run_json(_earlier_segtrain), "written by an earlier segtrain whose model is not DeepLab's"),
+    "run json of a newer model format": (_run_json(lambda d: d.update(model_format=3)), '"model_format" is 3'),
+    "run json depth multiplier for xception": (_run_json(lambda d: d["model"].update(backbone="xception65", depth_multiplier=0.5)), "xception65 has no depth multiplier"),
     "run json unknown backbone": (_run_json(lambda d: d["model"].update(backbone="vgg")), '"model.backbone" must be one of'),
     "run json unknown key": (_run_json(lambda d: d["model"].update(depth=3)), "unknown keys depth"),
     "run json bad colormap": (_run_json(lambda d: d.update(colormap=[[0, 0]])), '"colormap" must be'),
@@ -267,7 +276,8 @@ def test_fit_init_checkpoint_damaged_is_named(setup, tmp_path):
     (_garble_state, "checkpoint", "refusing to train over the checkpoints", ()),
     (_truncate_data, "ckpt-2.data-00000-of-00001", "truncated or corrupted", ("--steps", "3")),
     (_run_json("{bad"), "segtrain.json", "not valid JSON", ("--steps", "3")),
-    (None, "segtrain.json", 'backbone "mobilenetv2" (asked: "resnet50")', ("--backbone", "resnet50", "--steps", "3")),
+    (None, "segtrain.json", 'backbone "mobilenetv2" (asked: "xception65")', ("--backbone", "xception65", "--steps", "3")),
+    (None, "segtrain.json", "depth_multiplier 1.0 (asked: 0.5)", ("--depth-multiplier", "0.5", "--steps", "3")),
     (None, "segtrain.json", "output_stride 16 (asked: 8)", ("--output-stride", "8", "--steps", "3")),
 ])
 def test_fit_resume_refuses_what_it_cannot_resume(setup, tmp_path, damage, named, reason, options):
@@ -576,7 +586,7 @@ def _poisoned_step(nan_loss_at: int | None = None, nan_weights_at: int | None = 
         def step(images, labels):  # type: ignore[no-untyped-def]
             calls[0] += 1
             if calls[0] == nan_weights_at:
-                model.get_layer("logits").bias.assign(np.full((loss_config.num_classes,), np.inf, np.float32))
+                model.get_layer("logits.semantic").bias.assign(np.full((loss_config.num_classes,), np.inf, np.float32))
             loss = float("nan") if calls[0] == nan_loss_at else 1.0
             return tf.constant(loss), tf.zeros((loss_config.num_classes,) * 2, tf.int64)
 
@@ -608,7 +618,7 @@ def test_weights_check_sees_nan_and_inf(setup):
 
     model, _ = load_model(setup.run_dir)
     assert weights_finite(model)
-    layer = model.get_layer("logits")
+    layer = model.get_layer("logits.semantic")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel, np.full_like(bias, np.inf)])
     assert not weights_finite(model)
