@@ -154,7 +154,22 @@ def _progress(total: int, batch_size: int, every: int) -> Iterator[Callable[[int
         yield update
 
 
+def _remember_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().meta["segtrain.verbose"] = True
+
+
+def _start_tensorflow() -> None:
+    """Import TensorFlow before a command needs it, without its start-up notices unless --verbose."""
+    from segtrain.quiet import quiet_tensorflow
+
+    context = click.get_current_context(silent=True)
+    quiet_tensorflow(verbose=bool(context and context.find_root().meta.get("segtrain.verbose")))
+
+
 @click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--verbose", is_flag=True, expose_value=False, is_eager=True, callback=_remember_verbose,
+              help="Show TensorFlow's start-up and C++ log lines (hidden by default).")
 def main() -> None:
     """Train and evaluate DeepLabv3+ (TensorFlow 2 / Keras 3) on segprep's TFRecords.
 
@@ -219,6 +234,7 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
     if weights not in (None, "imagenet"):  # a file, a checkpoint folder, or a prefix (its .index and .data files)
         starts += [Path(weights), *Path(weights).parent.glob(f"{Path(weights).name}.*")]
     check_output_location(logdir, [folder, *starts], "--logdir")
+    _start_tensorflow()
     import keras
 
     from segtrain.losses import LossConfig
@@ -292,6 +308,7 @@ def eval_cmd(dataset, data, checkpoint, split, json_path, scales, flip, registry
     """
     entry = _entry(dataset, registry)
     folder = _data_dir(entry, data, split, registry)
+    _start_tensorflow()
     from segtrain.data import record_files, require_records
     from segtrain.train import RUN_FILE, load_model, resolve_checkpoint
 
@@ -408,6 +425,7 @@ def predict(checkpoint, inputs, out_dir):  # type: ignore[no-untyped-def]
     if foreign:
         _fail_lines(foreign, f"{len(foreign)} file(s) in {out_dir} are in the way and not segtrain predict's own; nothing was predicted")
 
+    _start_tensorflow()
     from segtrain.train import load_model
 
     model, run = load_model(checkpoint)
@@ -483,6 +501,7 @@ def export(checkpoint, out_dir):  # type: ignore[no-untyped-def]
 
     check_output_location(out_dir, [_checkpoint_root(checkpoint)], "--out")
     check_export_target(out_dir)
+    _start_tensorflow()
     from segtrain.predict import export_saved_model
     from segtrain.train import load_model, resolve_checkpoint
 
@@ -525,6 +544,7 @@ def import_deeplab_cmd(checkpoint, out_dir, output_stride, dataset, registry):  
 
     source = checkpoint if checkpoint.is_dir() else checkpoint.parent
     check_output_location(out_dir, [source], "--out")
+    _start_tensorflow()
     from segtrain.import_deeplab import Labels, check_import_target
 
     check_import_target(out_dir)
@@ -536,3 +556,7 @@ def import_deeplab_cmd(checkpoint, out_dir, output_stride, dataset, registry):  
     from segtrain.import_deeplab import import_to_logdir
 
     click.echo(import_to_logdir(checkpoint, out_dir, int(output_stride), labels, classes))
+
+
+if __name__ == "__main__":
+    main()
