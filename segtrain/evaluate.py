@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,3 +130,34 @@ def score_folders(prediction_dir: Path, truth: dict[str, np.ndarray] | dict[str,
         except ValueError as exc:
             problems.append(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}")
     return problems
+
+
+def evaluate_records(predict: Callable[[np.ndarray], np.ndarray], files: list[str], folder: Path, split: str, num_classes: int, ignore_label: int) -> Accumulator:
+    """A split's accumulator over its records at full resolution: what `segtrain eval` and fit's evaluation compute.
+
+    predict: from segtrain.predict.make_predictor (fit makes one per run, so the graph is traced once).
+    A record that cannot be decoded or scored is a SegtrainError naming the folder and the record.
+    """
+    import tensorflow as tf
+
+    from segtrain.data import eval_dataset
+    from segtrain.errors import EmptySplitError, SegtrainError, tf_message
+
+    current = {"name": "?"}
+
+    def examples() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for example in eval_dataset(files):
+            current["name"] = example["name"].numpy().decode("utf-8", "replace")
+            yield example["image"].numpy(), example["label"].numpy()[..., 0]
+
+    accumulator = Accumulator(num_classes, ignore_label)
+    try:
+        evaluate_model(predict, examples(), accumulator)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:
+        detail = tf_message(exc)
+        raise SegtrainError(f"{folder}: a {split} record after {current['name']!r} cannot be read or decoded ({detail}); check the shards with `segprep verify {folder}`") from None
+    except ValueError as exc:
+        raise SegtrainError(f"{folder}: {split} record {current['name']!r}: {exc}") from None
+    if accumulator.images == 0:
+        raise EmptySplitError(f"{folder}: split {split!r} has no record to evaluate")
+    return accumulator
