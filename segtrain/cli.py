@@ -191,42 +191,56 @@ Examples:
 @click.option("--split", default="train", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Total training steps (resume counts the steps already done).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--crop-size", default="513,513", show_default=True, help="Training crop H,W.")
+@click.option("--crop-size", default=None, help="Training crop H,W (or N). Default: the largest image of --split (its manifest), each side rounded up to k*OS+1 (DeepLab's grid, OS the output stride) and capped at 513; 513,513 when the split has no manifest. The chosen crop is printed.")
 @click.option("--backbone", type=click.Choice(BACKBONES), default="mobilenetv2", show_default=True, help="DeepLab's feature extractors (slim's MobileNetV2, DeepLab's aligned Xception); resnet50 was removed.")
-@click.option("--depth-multiplier", type=_FiniteFloat(0, 4, min_open=True), default=1.0, show_default=True, help="MobileNetV2's width (DeepLab's depth_multiplier).")
+@click.option("--depth-multiplier", "--width", "depth_multiplier", type=_FiniteFloat(0, 4, min_open=True), default=1.0, show_default=True, help="MobileNetV2's width multiplier alpha (DeepLab's depth_multiplier; --width is the same option). mobilenetv2 only.")
 @click.option("--output-stride", type=click.Choice(["8", "16"]), default="16", show_default=True)
 @click.option("--aspp/--no-aspp", default=True, show_default=True, help="Atrous branches of ASPP (image pooling and 1x1 stay).")
 @click.option("--decoder/--no-decoder", default=True, show_default=True, help="DeepLabv3+ decoder from the stride-4 feature.")
+@click.option("--head-filters", type=click.IntRange(min=1), default=256, show_default=True, help="Channels of ASPP's branches and projection and of the decoder's convolutions (DeepLab's 256; the decoder's 48-channel projection of the stride-4 feature stays). Recorded in segtrain.json, so eval, predict, export and resume rebuild the same model.")
 @click.option("--bn-momentum", type=_FiniteFloat(0, 1, min_open=True, max_open=True), default=0.99, show_default=True, help="Batch-norm moving-average momentum (higher suits long runs).")
 @click.option("--backbone-weights", default="none", show_default=True, help="none; a TF1 ImageNet checkpoint (DeepLab's xception_65_imagenet, slim's mobilenet_v2_1.0_224); for mobilenetv2 also imagenet (Keras' weights, needs internet) or a keras.applications MobileNetV2 weights file.")
-@click.option("--lr", "learning_rate", type=_FiniteFloat(min=0, min_open=True), default=0.007, show_default=True, help="Base learning rate (poly decay, power 0.9).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True, help="sgd: momentum 0.9 (DeepLab's); adamw: Keras' AdamW. Both follow the poly schedule.")
+@click.option("--lr", "learning_rate", type=_FiniteFloat(min=0, min_open=True), default=None, help="Base learning rate (poly decay, power 0.9). [default: 0.007 with sgd (DeepLab's), 0.001 with adamw (Keras')]")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--weight-decay", type=_FiniteFloat(min=0), default=4e-5, show_default=True)
+@click.option("--weight-decay", type=_FiniteFloat(min=0), default=None, metavar="W", help="W. With sgd, DeepLab's weight decay: the L2 penalty W * sum(k^2) / 2 added to the loss, over every convolution kernel (backbone and heads, logits included) and never over depthwise kernels, biases or batch-norm gamma/beta (as DeepLab's slim l2_regularizer); TensorBoard's loss/weight_decay. With adamw, Keras' decoupled decay k -= lr * W * k on the same kernels. 0: none. [default: 4e-5 with sgd (DeepLab's), 0.004 with adamw (Keras')]")
 @click.option("--class-weights/--no-class-weights", default=True, show_default=True, help="Use the registry's class_weights when it has them.")
 @click.option("--top-k-percent", type=_FiniteFloat(0, 100, min_open=True), default=100.0, show_default=True, help="Hard-pixel mining: loss over the hardest K%.")
+@click.option("--label-smoothing", type=_FiniteFloat(0, 1, max_open=True), default=0.0, metavar="EPS", show_default=True, help="EPS: targets (1 - EPS) on the true class + EPS / num_classes on every class (Keras'); ignored pixels stay out, class weights still apply.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--summary-every", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--init-checkpoint", type=click.Path(path_type=Path), default=None, help="Start from: a fit or import-deeplab logdir or checkpoint, or a DeepLab TF1 checkpoint (prefix or folder).")
 @click.option("--init-mode", type=click.Choice(["all", "all-but-logits", "backbone"]), default="all-but-logits", show_default=True, help="DeepLab's FAQ: all (same classes), all-but-logits (new classes), backbone (new head).")
 @click.option("--mixed-precision", is_flag=True, help="mixed_float16 compute with loss scaling (GPUs).")
-@click.option("--xla", is_flag=True, help="Compile the training step with XLA (GPUs).")
+@click.option("--xla", is_flag=True, help="Compile the training step with XLA (GPUs; on a machine without a GPU it warns, as it made steps 7-8x slower there, and still compiles).")
 @click.option("--seed", type=int, default=None)
+@click.option("--bn-recompute-batches", type=click.IntRange(min=0), default=20, show_default=True, help="Before each checkpoint and evaluation, set batch-norm statistics to their average over N training batches (0: keep the moving averages).")
+@click.option("--eval-every", type=click.IntRange(min=0), default=0, show_default=True, help="Evaluate --eval-split every N steps and at the end: TensorBoard, a terminal line, the best model in LOGDIR/best (0: off).")
+@click.option("--eval-split", default="val", show_default=True, help="The split --eval-every scores (full resolution, as segtrain eval).")
 @registry_option
-def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, depth_multiplier, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, registry):  # type: ignore[no-untyped-def]
+def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, depth_multiplier, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, bn_recompute_batches, eval_every, eval_split, head_filters, optimizer, label_smoothing, registry):  # type: ignore[no-untyped-def]
     """Train DeepLabv3+ with DeepLab's augmentation, poly LR and the ignore-masked loss.
 
     Refused before any training: an empty split, a --logdir that is, is inside or contains --data
     or --init-checkpoint, a logdir whose checkpoints were trained with another architecture, and
     a damaged segtrain.json or checkpoint. Training stops (exit 1, nothing of it saved) when the
     loss or the weights become NaN or infinite.
+
+    Every checkpoint (and evaluation) holds batch-norm statistics recomputed over
+    --bn-recompute-batches training batches: the moving averages lag behind the weights in short runs.
+    --eval-every N scores --eval-split as segtrain eval does, into TensorBoard (LOGDIR/eval) and the
+    terminal, keeps the best model by mIoU in LOGDIR/best (use it as any --checkpoint) and the
+    scores in LOGDIR/eval_history.json (a resumed fit keeps the best so far).
     """
     entry = _entry(dataset, registry)
     folder = _data_dir(entry, data, split, registry)
-    height, width = _pair(crop_size)
-    if min(height, width) < int(output_stride):
+    if eval_every:
+        _data_dir(entry, data, eval_split, registry)  # the eval split must be in the registry and not empty, before training
+    height, width = _pair(crop_size) if crop_size is not None else (0, 0)
+    if crop_size is not None and min(height, width) < int(output_stride):
         raise click.BadParameter(f"{crop_size} is smaller than the output stride {output_stride}", param_hint="--crop-size")
     if backbone != "mobilenetv2" and depth_multiplier != 1.0:
-        raise click.BadParameter(f"{backbone} has no depth multiplier (it is for mobilenetv2)", param_hint="--depth-multiplier")
+        raise click.BadParameter(f"{backbone} has no width (depth multiplier); it is for mobilenetv2", param_hint="--width / --depth-multiplier")
     weights = None if backbone_weights == "none" else backbone_weights
     from segprep.paths import check_output_location
 
@@ -234,6 +248,11 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
     if weights not in (None, "imagenet"):  # a file, a checkpoint folder, or a prefix (its .index and .data files)
         starts += [Path(weights), *Path(weights).parent.glob(f"{Path(weights).name}.*")]
     check_output_location(logdir, [folder, *starts], "--logdir")
+    if crop_size is None:
+        from segtrain.recipe import default_crop
+
+        (height, width), crop_line = default_crop(folder, split, int(output_stride))
+        click.echo(crop_line)
     _start_tensorflow()
     import keras
 
@@ -242,19 +261,29 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
     from segtrain.train import FitConfig
     from segtrain.train import fit as run_fit
 
+    from segtrain.optim import DEFAULTS
+    from segtrain.recipe import xla_warning
+
     check_backbone_weights(backbone, depth_multiplier, weights)
+    learning_rate = DEFAULTS[optimizer].learning_rate if learning_rate is None else learning_rate
+    weight_decay = DEFAULTS[optimizer].weight_decay if weight_decay is None else weight_decay
+    warning = xla_warning(xla)
+    if warning:
+        click.echo(warning, err=True)
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     model_config = ModelConfig(
         num_classes=entry.num_classes, backbone=backbone, depth_multiplier=depth_multiplier, output_stride=int(output_stride),
-        aspp=aspp, decoder=decoder, bn_momentum=bn_momentum, backbone_weights=weights,
+        aspp=aspp, decoder=decoder, bn_momentum=bn_momentum, backbone_weights=weights, filters=head_filters,
     )
-    loss_config = LossConfig(entry.num_classes, entry.ignore_label, tuple(entry.class_weights) if class_weights and entry.class_weights else None, top_k_percent)
+    loss_config = LossConfig(entry.num_classes, entry.ignore_label, tuple(entry.class_weights) if class_weights and entry.class_weights else None, top_k_percent, label_smoothing)
     config = FitConfig(
         data_dir=folder, logdir=logdir, split=split, steps=steps, batch_size=batch_size, crop_height=height, crop_width=width,
         learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_steps, top_k_percent=top_k_percent,
         checkpoint_every=checkpoint_every, summary_every=summary_every, image_summary_every=max(summary_every, checkpoint_every),
         init_checkpoint=init_checkpoint, init_mode=init_mode, seed=seed, colormap=_colormap(entry), xla=xla,
+        bn_recompute_batches=bn_recompute_batches, eval_every=eval_every, eval_split=eval_split,
+        optimizer=optimizer,
     )
 
     with _progress(steps, batch_size, summary_every) as on_step:
@@ -263,6 +292,12 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
         click.echo(f"{logdir} is already at step {result.end_step} of {steps}: nothing to train (raise --steps to continue)")
         return
     click.echo(f"trained steps {result.start_step}..{result.end_step}: {result.seconds_per_step:.3f} s/step, {result.images_per_second:.1f} images/s; checkpoints in {logdir}")
+    if eval_every:
+        from segtrain.fit_eval import BEST_DIR, EvalHistory
+
+        best = EvalHistory.load(logdir, eval_split).best
+        if best is not None:
+            click.echo(f"best {eval_split} mIoU {100 * best['miou']:.1f} % at step {best['step']}: {logdir / BEST_DIR}")
 
 
 def _print_report(document: dict) -> None:
@@ -325,32 +360,11 @@ def eval_cmd(dataset, data, checkpoint, split, json_path, scales, flip, registry
 
 
 def _evaluate(model, files: list[str], folder: Path, split: str, entry, scales: list[float], flip: bool):  # type: ignore[no-untyped-def]
-    """The split's accumulator; a record that cannot be decoded or scored is an error naming it."""
-    import tensorflow as tf
-
-    from segtrain.data import eval_dataset
-    from segtrain.errors import EmptySplitError, SegtrainError, tf_message
-    from segtrain.evaluate import Accumulator, evaluate_model
+    """The split's accumulator (segtrain.evaluate.evaluate_records, which fit's evaluation shares)."""
+    from segtrain.evaluate import evaluate_records
     from segtrain.predict import make_predictor
 
-    current = {"name": "?"}
-
-    def examples():  # type: ignore[no-untyped-def]
-        for example in eval_dataset(files):
-            current["name"] = example["name"].numpy().decode("utf-8", "replace")
-            yield example["image"].numpy(), example["label"].numpy()[..., 0]
-
-    accumulator = Accumulator(entry.num_classes, entry.ignore_label)
-    try:
-        evaluate_model(make_predictor(model, scales, flip), examples(), accumulator)
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:
-        detail = tf_message(exc)
-        raise SegtrainError(f"{folder}: a {split} record after {current['name']!r} cannot be read or decoded ({detail}); check the shards with `segprep verify {folder}`") from None
-    except ValueError as exc:
-        raise SegtrainError(f"{folder}: {split} record {current['name']!r}: {exc}") from None
-    if accumulator.images == 0:
-        raise EmptySplitError(f"{folder}: split {split!r} has no record to evaluate")
-    return accumulator
+    return evaluate_records(make_predictor(model, scales, flip), files, folder, split, entry.num_classes, entry.ignore_label)
 
 
 @main.command(epilog="""\b

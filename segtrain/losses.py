@@ -2,8 +2,9 @@
 
 The loss is softmax cross-entropy over the pixels whose label is not the ignore label, divided by
 the number of those pixels (so crops with much padding do not weigh less), optionally weighted per
-class (the registry's class_weights) and optionally restricted to the hardest top-k fraction of
-pixels (DeepLab's top_k_percent_pixels hard-pixel mining).
+class (the registry's class_weights), optionally against label-smoothed targets (Keras' smoothing:
+(1 - eps) on the true class plus eps / num_classes on every class), and optionally restricted to the
+hardest top-k fraction of pixels (DeepLab's top_k_percent_pixels hard-pixel mining).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class LossConfig:
     ignore_label: int = 255
     class_weights: tuple[float, ...] | None = None
     top_k_percent: float = 100.0  # 100: every pixel; e.g. 25: the hardest quarter
+    label_smoothing: float = 0.0  # eps in [0, 1): targets (1 - eps) * one_hot + eps / num_classes
 
 
 def segmentation_loss(labels: tf.Tensor, logits: tf.Tensor, config: LossConfig) -> tf.Tensor:
@@ -28,7 +30,7 @@ def segmentation_loss(labels: tf.Tensor, logits: tf.Tensor, config: LossConfig) 
     logits = tf.reshape(tf.cast(logits, tf.float32), [-1, config.num_classes])
     valid = tf.not_equal(labels, config.ignore_label)
     safe_labels = tf.where(valid, labels, 0)
-    pixel_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe_labels, logits=logits)
+    pixel_loss = _pixel_cross_entropy(safe_labels, logits, config)
     weights = tf.cast(valid, tf.float32)
     if config.class_weights is not None:
         weights *= tf.gather(tf.constant(config.class_weights, tf.float32), safe_labels)
@@ -39,6 +41,21 @@ def segmentation_loss(labels: tf.Tensor, logits: tf.Tensor, config: LossConfig) 
         hardest, _ = tf.math.top_k(pixel_loss, k=k)
         return tf.math.divide_no_nan(tf.reduce_sum(hardest), tf.cast(k, tf.float32))
     return tf.math.divide_no_nan(tf.reduce_sum(pixel_loss), tf.reduce_sum(tf.cast(valid, tf.float32)))
+
+
+def _pixel_cross_entropy(labels: tf.Tensor, logits: tf.Tensor, config: LossConfig) -> tf.Tensor:
+    """Per-pixel cross-entropy against the one-hot labels, smoothed as Keras' label_smoothing smooths them.
+
+    Ignored pixels get a loss here too (their label was replaced by 0); the caller's weights mask them.
+    Smoothed: (1 - eps) * CE(true class) + eps * mean over classes of -log p = (1 - eps) * CE +
+    eps * (logsumexp(z) - mean(z)), which needs no [pixels, classes] one-hot targets.
+    """
+    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    if config.label_smoothing == 0:
+        return cross_entropy
+    eps = config.label_smoothing
+    uniform = tf.reduce_logsumexp(logits, axis=-1) - tf.reduce_mean(logits, axis=-1)
+    return (1.0 - eps) * cross_entropy + eps * uniform
 
 
 class PolyDecay(keras.optimizers.schedules.LearningRateSchedule):

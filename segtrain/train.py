@@ -18,11 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from segtrain.bn_stats import PreciseBatchNorm
 from segtrain.data import AugmentConfig, record_files, require_records, train_dataset
 from segtrain.errors import CheckpointError, RunFileError, SegtrainError, TrainingDiverged, tf_message
+from segtrain.fit_eval import FitEvaluator, eval_due, prepare_evaluation
 from segtrain.losses import LossConfig, PolyDecay, segmentation_loss
 from segtrain.metrics import class_scores
 from segtrain.model import BACKBONES, MEAN_PIXEL, MODEL_FORMAT, ModelConfig, build_deeplab, load_backbone_weights, model_info
+from segtrain.optim import loss_regularizer, make_optimizer, resume_problem
 
 RUN_FILE = "segtrain.json"  # what a logdir was trained with: enough to rebuild the model anywhere
 INIT_MODES = ("all", "all-but-logits", "backbone")
@@ -39,7 +42,7 @@ class FitConfig:
     crop_width: int = 513
     learning_rate: float = 0.007
     momentum: float = 0.9
-    weight_decay: float = 4e-5
+    weight_decay: float = 4e-5  # sgd: DeepLab's L2 on conv kernels in the loss; adamw: decoupled decay (segtrain.optim)
     warmup_steps: int = 0
     top_k_percent: float = 100.0
     checkpoint_every: int = 500
@@ -50,6 +53,10 @@ class FitConfig:
     init_mode: str = "all-but-logits"
     seed: int | None = None
     colormap: list[list[int]] = field(default_factory=list)
+    bn_recompute_batches: int = 20  # precise batch-norm statistics before each save / evaluation (0: off); segtrain.bn_stats
+    eval_every: int = 0  # evaluate eval_split every N steps and at the end, keep LOGDIR/best (0: off); segtrain.fit_eval
+    eval_split: str = "val"
+    optimizer: str = "sgd"  # sgd (momentum, DeepLab's) or adamw; segtrain.optim
 
 
 def save_run(logdir: Path, dataset: str | None, model_config: ModelConfig, ignore_label: int, colormap: list[list[int]], class_names: list[str], extra: dict | None = None) -> None:
@@ -308,9 +315,13 @@ def choose_strategy() -> tf.distribute.Strategy:
 
 
 def make_train_step(
-    model: keras.Model, optimizer: keras.optimizers.Optimizer, loss_config: LossConfig, strategy: tf.distribute.Strategy | None = None, xla: bool = False
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, loss_config: LossConfig, strategy: tf.distribute.Strategy | None = None, xla: bool = False,
+    regularizer: Callable[[], tf.Tensor] | None = None,
 ) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
     """One optimizer step on a (distributed) batch; returns the loss and the batch's confusion matrix.
+
+    regularizer: a term added to the loss that is differentiated (DeepLab's L2, segtrain.optim); the
+    returned loss is the data loss without it.
 
     Under MirroredStrategy each replica's loss is the mean over its own valid pixels; dividing by
     the replica count makes the summed gradients those of the mean over replicas.
@@ -324,7 +335,7 @@ def make_train_step(
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             loss = segmentation_loss(labels, logits, loss_config)
-            scaled = loss / replicas
+            scaled = (loss if regularizer is None else loss + regularizer()) / replicas
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 scaled = optimizer.scale_loss(scaled)
         gradients = tape.gradient(scaled, model.trainable_variables)
@@ -378,12 +389,13 @@ def fit(
     logdir = config.logdir
     files = record_files(config.data_dir, config.split)
     require_records(files, config.data_dir, config.split)
-    check_resumable(logdir, model_config)
+    evaluation = prepare_evaluation(config, model_config.num_classes, loss_config.ignore_label, class_names)  # --eval-split checked before training
+    check_resumable(logdir, model_config, config.optimizer)
     strategy = choose_strategy()
     with strategy.scope():
         model = build_deeplab(model_config)
         schedule = PolyDecay(config.learning_rate, config.steps, warmup_steps=config.warmup_steps)
-        optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=config.weight_decay or None)
+        optimizer = make_optimizer(config.optimizer, schedule, model, config.momentum, config.weight_decay)
         if keras.mixed_precision.global_policy().compute_dtype == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow unscaled
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -401,14 +413,20 @@ def fit(
         for note in notes:
             if on_note is not None:
                 on_note(note)
-    save_run(logdir, dataset, model_config, loss_config.ignore_label, config.colormap, class_names)
+    save_run(logdir, dataset, model_config, loss_config.ignore_label, config.colormap, class_names, extra={"optimizer": config.optimizer})
     augment = AugmentConfig(
         crop_height=config.crop_height, crop_width=config.crop_width, ignore_label=loss_config.ignore_label, mean_pixel=MEAN_PIXEL
     )
     batches = iter(strategy.experimental_distribute_dataset(train_dataset(files, augment, config.batch_size, seed=config.seed)))
     num_classes = model_config.num_classes
 
-    train_step = make_train_step(model, optimizer, loss_config, strategy, config.xla)
+    regularizer = loss_regularizer(config.optimizer, model, config.weight_decay)
+    train_step = make_train_step(model, optimizer, loss_config, strategy, config.xla, regularizer=regularizer)
+    refresh_batch_norm = PreciseBatchNorm(
+        model, lambda: train_dataset(files, augment, config.batch_size, seed=None if config.seed is None else config.seed + 1),
+        config.bn_recompute_batches, lambda iterator: _next_batch(iterator, config),
+    )
+    evaluator = None if evaluation is None else FitEvaluator(model, *evaluation, logdir)
 
     writer = tf.summary.create_file_writer(str(logdir / "train"))
     start = int(step.numpy())
@@ -434,7 +452,12 @@ def fit(
                 tf.summary.scalar("loss", loss_value)
                 tf.summary.scalar("learning_rate", float(schedule(current - 1)))
                 tf.summary.scalar("train_miou", class_scores(confusion).miou)
+                if regularizer is not None:  # DeepLab's L2 term at the weights after this step
+                    tf.summary.scalar("loss/weight_decay", float(regularizer()))
             confusion[:] = 0
+        evaluating = evaluator is not None and eval_due(current, config.eval_every, config.steps)
+        if evaluating or current % config.checkpoint_every == 0 or current == config.steps:
+            refresh_batch_norm()  # what is evaluated and saved normalizes with its own weights' statistics (segtrain.bn_stats)
         if current % config.image_summary_every == 0 or current == config.steps:
             local_images, local_labels = (strategy.experimental_local_results(t)[0] for t in (images, labels))
             _image_summaries(writer, current, model, local_images, local_labels, config.colormap, loss_config.ignore_label)
@@ -442,6 +465,10 @@ def fit(
             if not weights_finite(model):
                 raise TrainingDiverged(_diverged("weights became NaN or infinite", current, dataset, manager))
             manager.save(checkpoint_number=current)
+        if evaluating and evaluator is not None:
+            line = evaluator(current)
+            if on_note is not None:
+                on_note(line)
         if on_step is not None:
             on_step(current, loss_value, elapsed)
     writer.flush()
@@ -449,7 +476,7 @@ def fit(
     return FitResult(start, int(step.numpy()), losses, per_step, config.batch_size / per_step if timed_steps else float("nan"), notes)
 
 
-def check_resumable(logdir: Path, model_config: ModelConfig) -> None:
+def check_resumable(logdir: Path, model_config: ModelConfig, optimizer: str = "sgd") -> None:
     """Refuse a logdir whose checkpoints this fit could not resume, before anything is built.
 
     A garbled `checkpoint` state file would make training start again from step 0 and write
@@ -475,6 +502,9 @@ def check_resumable(logdir: Path, model_config: ModelConfig) -> None:
     differences = [f"{key} {json.dumps(saved.get(key))} (asked: {json.dumps(wanted[key])})" for key in _ARCHITECTURE if saved.get(key, wanted[key]) != wanted[key]]
     if differences:
         raise RunFileError(f"{logdir / RUN_FILE}: this logdir was trained with {', '.join(differences)}; resume with the same options or choose a new --logdir")
+    problem = resume_problem(run.get("optimizer"), optimizer)
+    if problem:
+        raise RunFileError(f"{logdir / RUN_FILE}: {problem}")
 
 
 def weights_finite(model: keras.Model) -> bool:
