@@ -86,6 +86,10 @@ def test_predict_score_and_export_agree(trained, tmp_path):
     odd = np.random.default_rng(0).integers(0, 256, (1, 123, 217, 3), dtype=np.uint8)
     out = exported(images=tf.constant(odd))
     assert out["classes"].shape == (1, 123, 217) and out["probabilities"].shape == (1, 123, 217, 3)
-    expected = probabilities(model, odd[0])
-    assert np.allclose(out["probabilities"].numpy()[0], expected, atol=1e-5)
+    from segtrain.predict import make_predictor
+
+    # Both run compiled graphs (the SavedModel's and predict's tf.function), optimised separately:
+    # equal to float32 round-off, which at these logits is below 1e-4 (the classes are identical).
+    expected = make_predictor(model)(odd[0])
+    assert np.allclose(out["probabilities"].numpy()[0], expected, atol=1e-4)
     assert np.array_equal(out["classes"].numpy()[0], expected.argmax(-1))
