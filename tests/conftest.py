@@ -92,6 +92,28 @@ def make_folder_dataset(root: Path, count: int = 10, num_classes: int = 4, seed:
     return root
 
 
+def convert_tiny_records(root: Path, registry: Path) -> Path:
+    """8 samples (3 classes, about 40x28) converted as dataset `tiny` (train 6, val 2) into root/tf, registered in `registry`."""
+    from segprep.cli.main import main as segprep_main
+
+    make_folder_dataset(root / "data", count=8, num_classes=3, size=(40, 28))
+    result = CliRunner().invoke(segprep_main, ["convert", "folder", "--root", str(root / "data"), "--out", str(root / "tf"), "--name", "tiny",
+                                               "--quiet", "--split", "train=0.75", "--split", "val=0.25", "--registry", str(registry)])
+    assert result.exit_code == 0, result.output
+    return root / "tf"
+
+
+def segtrain_runner(registry: Path, registry_commands: tuple[str, ...] = ("fit", "eval", "score")):  # type: ignore[no-untyped-def]
+    """run(*args): segtrain in-process, with --registry added to the commands that read the registry."""
+    from segtrain.cli import main
+
+    def run(*args: object):  # type: ignore[no-untyped-def]
+        extra = ["--registry", str(registry)] if args[0] in registry_commands else []
+        return CliRunner().invoke(main, [*map(str, args), *extra], catch_exceptions=False)
+
+    return run
+
+
 @pytest.fixture
 def folder_dataset(tmp_path: Path) -> Path:
     return make_folder_dataset(tmp_path / "data")

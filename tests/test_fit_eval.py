@@ -8,8 +8,7 @@ import re
 import shutil
 
 import pytest
-from click.testing import CliRunner
-from conftest import make_folder_dataset
+from conftest import convert_tiny_records, segtrain_runner
 from faultkit import assert_refused, assert_unchanged, snapshot
 
 FIT = ("--steps", 4, "--batch-size", 2, "--crop-size", "32,32", "--depth-multiplier", 0.35, "--no-aspp", "--checkpoint-every", 2,
@@ -19,22 +18,10 @@ FIT = ("--steps", 4, "--batch-size", 2, "--crop-size", "32,32", "--depth-multipl
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """Tiny train/val records in a private registry, and a 4-step fit evaluated at steps 2 and 4."""
-    from conftest import REPO
-
-    from segprep.cli.main import main as segprep_main
-    from segtrain.cli import main
-
     root = tmp_path_factory.mktemp("fit_eval")
     registry = root / "registry.yaml"
-    shutil.copy(REPO / "segprep" / "builtin_registry.yaml", registry)
-    make_folder_dataset(root / "data", count=8, num_classes=3, size=(40, 28))
-    result = CliRunner().invoke(segprep_main, ["convert", "folder", "--root", str(root / "data"), "--out", str(root / "tf"), "--name", "tiny", "--quiet",
-                                               "--split", "train=0.75", "--split", "val=0.25", "--registry", str(registry)])
-    assert result.exit_code == 0, result.output
-
-    def run(*args):
-        registry_args = ["--registry", str(registry)] if args[0] in ("fit", "eval") else []
-        return CliRunner().invoke(main, [*map(str, args), *registry_args], catch_exceptions=False)
+    convert_tiny_records(root, registry)
+    run = segtrain_runner(registry, ("fit", "eval"))
 
     result = run("fit", "--dataset", "tiny", "--logdir", root / "run", *FIT)
     assert result.exit_code == 0, result.output

@@ -6,29 +6,16 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import make_folder_dataset
+from conftest import convert_tiny_records, segtrain_runner
 from PIL import Image
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    import shutil
-
-    from conftest import REPO
-
-    from segprep.cli.main import main as segprep_main
-    from segtrain.cli import main
-
     root = tmp_path_factory.mktemp("cli")
     registry = root / "registry.yaml"
-    shutil.copy(REPO / "segprep" / "builtin_registry.yaml", registry)
-    make_folder_dataset(root / "data", count=8, num_classes=3, size=(40, 28))
-    result = CliRunner().invoke(segprep_main, ["convert", "folder", "--root", str(root / "data"), "--out", str(root / "tf"), "--name", "tiny", "--quiet", "--split", "train=0.75", "--split", "val=0.25", "--registry", str(registry)])
-    assert result.exit_code == 0, result.output
-
-    def run(*args):
-        return CliRunner().invoke(main, [*map(str, args), *(["--registry", str(registry)] if args[0] in ("fit", "eval", "score") else [])], catch_exceptions=False)
+    convert_tiny_records(root, registry)
+    run = segtrain_runner(registry)
 
     result = run("fit", "--dataset", "tiny", "--logdir", root / "run", "--steps", 2, "--batch-size", 2, "--crop-size", "32,32", "--checkpoint-every", 1, "--summary-every", 1)
     assert result.exit_code == 0, result.output
