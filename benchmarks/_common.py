@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CAMVID = REPO.parent / "shared" / "datasets" / "camvid"
+
+
+def converted_camvid(work: Path, registry: Path | None = None) -> Path:
+    """../shared CamVid converted by segprep into work/camvid, registered in a registry of its own (never the user's)."""
+    out = work / "camvid"
+    registry = registry or work / "registry.yaml"
+    registry.write_text("datasets: {}\n")
+    env = {**os.environ, "SEGPREP_REGISTRY": str(registry), "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "segprep.cli.main", "convert", "camvid", "--root", str(CAMVID), "--out", str(out), "--quiet"], check=True, env=env)
+    return out
 
 
 def timed_command(command: list[str], env: dict[str, str] | None = None) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,19 +24,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _common import format_table
+from _common import CAMVID, converted_camvid, format_table
 
-REPO = Path(__file__).resolve().parent.parent
-CAMVID = REPO.parent / "shared" / "datasets" / "camvid"
 GOAL = 3.0
-
-
-def converted_camvid(work: Path) -> Path:
-    out = work / "camvid"
-    env = {**os.environ, "SEGPREP_REGISTRY": str(work / "registry.yaml")}
-    (work / "registry.yaml").write_text((REPO / "segprep" / "builtin_registry.yaml").read_text())
-    subprocess.run([sys.executable, "-m", "segprep.cli.main", "convert", "camvid", "--root", str(CAMVID), "--out", str(out), "--quiet"], check=True, env=env)
-    return out
 
 
 def pipeline_images_per_second(files: list[str], batch_size: int, batches: int) -> float:

@@ -207,6 +207,9 @@ Examples:
 @click.option("--class-weights/--no-class-weights", default=True, show_default=True, help="Use the registry's class_weights when it has them.")
 @click.option("--top-k-percent", type=_FiniteFloat(0, 100, min_open=True), default=100.0, show_default=True, help="Hard-pixel mining: loss over the hardest K%.")
 @click.option("--label-smoothing", type=_FiniteFloat(0, 1, max_open=True), default=0.0, metavar="EPS", show_default=True, help="EPS: targets (1 - EPS) on the true class + EPS / num_classes on every class (Keras'); ignored pixels stay out, class weights still apply.")
+@click.option("--min-scale", type=_FiniteFloat(min=0, min_open=True), default=0.5, show_default=True, help="Smallest random scale of a training image (DeepLab's min_scale_factor).")
+@click.option("--max-scale", type=_FiniteFloat(min=0, min_open=True), default=2.0, show_default=True, help="Largest random scale (DeepLab's max_scale_factor).")
+@click.option("--scale-step", type=_FiniteFloat(min=0), default=0.25, show_default=True, help="Scales are min, min+step, ..., max (DeepLab's scale_factor_step_size); 0: uniform in [min, max].")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--summary-every", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--init-checkpoint", type=click.Path(path_type=Path), default=None, help="Start from: a fit or import-deeplab logdir or checkpoint, or a DeepLab TF1 checkpoint (prefix or folder).")
@@ -218,7 +221,7 @@ Examples:
 @click.option("--eval-every", type=click.IntRange(min=0), default=0, show_default=True, help="Evaluate --eval-split every N steps and at the end: TensorBoard, a terminal line, the best model in LOGDIR/best (0: off).")
 @click.option("--eval-split", default="val", show_default=True, help="The split --eval-every scores (full resolution, as segtrain eval).")
 @registry_option
-def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, depth_multiplier, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, bn_recompute_batches, eval_every, eval_split, head_filters, optimizer, label_smoothing, registry):  # type: ignore[no-untyped-def]
+def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, depth_multiplier, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, bn_recompute_batches, eval_every, eval_split, head_filters, optimizer, label_smoothing, min_scale, max_scale, scale_step, registry):  # type: ignore[no-untyped-def]
     """Train DeepLabv3+ with DeepLab's augmentation, poly LR and the ignore-masked loss.
 
     Refused before any training: an empty split, a --logdir that is, is inside or contains --data
@@ -241,6 +244,8 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
         raise click.BadParameter(f"{crop_size} is smaller than the output stride {output_stride}", param_hint="--crop-size")
     if backbone != "mobilenetv2" and depth_multiplier != 1.0:
         raise click.BadParameter(f"{backbone} has no width (depth multiplier); it is for mobilenetv2", param_hint="--width / --depth-multiplier")
+    if min_scale > max_scale:
+        raise click.BadParameter(f"{min_scale} is larger than --max-scale {max_scale}", param_hint="--min-scale")
     weights = None if backbone_weights == "none" else backbone_weights
     from segprep.paths import check_output_location
 
@@ -283,7 +288,7 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
         checkpoint_every=checkpoint_every, summary_every=summary_every, image_summary_every=max(summary_every, checkpoint_every),
         init_checkpoint=init_checkpoint, init_mode=init_mode, seed=seed, colormap=_colormap(entry), xla=xla,
         bn_recompute_batches=bn_recompute_batches, eval_every=eval_every, eval_split=eval_split,
-        optimizer=optimizer,
+        optimizer=optimizer, min_scale=min_scale, max_scale=max_scale, scale_step=scale_step,
     )
 
     with _progress(steps, batch_size, summary_every) as on_step:

@@ -74,7 +74,7 @@ def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 def random_scale(image: tf.Tensor, label: tf.Tensor, config: AugmentConfig) -> tuple[tf.Tensor, tf.Tensor]:
     """Scale by one of min..max in scale_step steps (uniform in [min, max] when the step is 0)."""
     if config.scale_step > 0:
-        count = round((config.max_scale - config.min_scale) / config.scale_step) + 1
+        count = int((config.max_scale - config.min_scale) / config.scale_step + 1e-6) + 1  # never past max
         index = tf.random.uniform((), 0, count, dtype=tf.int32)
         scale = config.min_scale + tf.cast(index, tf.float32) * config.scale_step
     else:

@@ -57,6 +57,9 @@ class FitConfig:
     eval_every: int = 0  # evaluate eval_split every N steps and at the end, keep LOGDIR/best (0: off); segtrain.fit_eval
     eval_split: str = "val"
     optimizer: str = "sgd"  # sgd (momentum, DeepLab's) or adamw; segtrain.optim
+    min_scale: float = 0.5  # random scale augmentation, DeepLab's flags and defaults; segtrain.data.random_scale
+    max_scale: float = 2.0
+    scale_step: float = 0.25
 
 
 def save_run(logdir: Path, dataset: str | None, model_config: ModelConfig, ignore_label: int, colormap: list[list[int]], class_names: list[str], extra: dict | None = None) -> None:
@@ -415,7 +418,8 @@ def fit(
                 on_note(note)
     save_run(logdir, dataset, model_config, loss_config.ignore_label, config.colormap, class_names, extra={"optimizer": config.optimizer})
     augment = AugmentConfig(
-        crop_height=config.crop_height, crop_width=config.crop_width, ignore_label=loss_config.ignore_label, mean_pixel=MEAN_PIXEL
+        crop_height=config.crop_height, crop_width=config.crop_width, ignore_label=loss_config.ignore_label, mean_pixel=MEAN_PIXEL,
+        min_scale=config.min_scale, max_scale=config.max_scale, scale_step=config.scale_step,
     )
     batches = iter(strategy.experimental_distribute_dataset(train_dataset(files, augment, config.batch_size, seed=config.seed)))
     num_classes = model_config.num_classes

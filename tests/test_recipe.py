@@ -252,6 +252,17 @@ def test_cli_recipe_options(data, tmp_path, captured):
     assert (captured["fit"].learning_rate, captured["fit"].weight_decay, captured["model"].depth_multiplier) == (0.02, 0.0, 0.75)
 
 
+def test_cli_scale_range(data, tmp_path, captured):
+    assert _fit_cli(data, tmp_path / "run").exit_code == 0
+    assert (captured["fit"].min_scale, captured["fit"].max_scale, captured["fit"].scale_step) == (0.5, 2.0, 0.25)  # DeepLab's
+    result = _fit_cli(data, tmp_path / "run2", "--min-scale", "0.75", "--max-scale", "1.25", "--scale-step", "0")
+    assert result.exit_code == 0, result.output
+    assert (captured["fit"].min_scale, captured["fit"].max_scale, captured["fit"].scale_step) == (0.75, 1.25, 0.0)
+    del captured["model"]
+    result = _fit_cli(data, tmp_path / "run3", "--min-scale", "1.5", "--max-scale", "1.25")
+    assert result.exit_code == 2 and "larger than --max-scale" in result.output and "model" not in captured
+
+
 def test_cli_refuses_width_for_xception_and_bad_smoothing(data, tmp_path, captured):
     result = _fit_cli(data, tmp_path / "run", "--backbone", "xception65", "--width", "0.5")
     assert result.exit_code == 2 and "xception65 has no width" in result.output and "model" not in captured

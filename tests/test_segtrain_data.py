@@ -67,6 +67,17 @@ def test_scales_are_deepLab_steps():
     assert seen == {20, 30, 40, 50, 60, 70, 80}  # 0.5, 0.75, ..., 2.0
 
 
+@pytest.mark.parametrize(("low", "high", "step", "sizes"), [(1.0, 1.0, 0.25, {40}), (0.5, 1.0, 0.3, {20, 32}), (0.75, 1.25, 0.0, set(range(30, 51)))])
+def test_scale_range_options(low, high, step, sizes):
+    """--min-scale/--max-scale/--scale-step: never past max, even when the step does not divide the range."""
+    from segtrain.data import random_scale
+
+    config = AugmentConfig(crop_height=8, crop_width=8, min_scale=low, max_scale=high, scale_step=step)
+    tf.random.set_seed(2)
+    seen = {int(random_scale(tf.zeros((40, 40, 3), tf.uint8), tf.zeros((40, 40, 1), tf.uint8), config)[0].shape[0]) for _ in range(150)}
+    assert seen <= sizes and (len(seen) > 5 if step == 0 else seen == sizes)
+
+
 def test_records_from_segprep_decode_to_source_pixels(run_cli, tmp_path):
     from PIL import Image
 

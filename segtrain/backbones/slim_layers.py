@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from segtrain.backbones.fused_norm import FusedBatchNormalization
+
 
 @dataclass(frozen=True)
 class Norm:
@@ -83,7 +85,7 @@ def depthwise(x, kernel: int, scope: str, init: float | str, *, stride: int = 1,
 
 def batch_norm(x, scope: str, norm: Norm):  # type: ignore[no-untyped-def]
     """slim.batch_norm with center and scale, under `<scope>/BatchNorm`."""
-    return layers.BatchNormalization(epsilon=norm.epsilon, momentum=norm.momentum, name=keras_name(scope) + ".BatchNorm")(x)
+    return FusedBatchNormalization(epsilon=norm.epsilon, momentum=norm.momentum, name=keras_name(scope) + ".BatchNorm")(x)
 
 
 def activation(x, kind: str | None, scope: str, suffix: str = "relu"):  # type: ignore[no-untyped-def]
