@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,7 @@ def main() -> int:
     parser.add_argument("--dataset", default="camvid")
     parser.add_argument("--registry", type=Path, help="the registry that names --dataset (with --data)")
     parser.add_argument("--split", default="val", help="the split every arm is scored on")
+    parser.add_argument("--common", default="", help="fit options given to every arm, e.g. \"--min-scale 0.75 --max-scale 1.25\"")
     args = parser.parse_args()
     arms = args.arms.split(",")
     unknown = [a for a in arms if a not in ARMS]
@@ -89,16 +91,17 @@ def main() -> int:
             env["SEGPREP_REGISTRY"] = str(registry)
         rows, baseline = [], None
         for name in arms:
-            options = ARMS[name]
+            options = ARMS[name] + shlex.split(args.common)
             per_step = run_fit(env, args.dataset, work / f"{name}-calibration", args.calibration_steps, args.batch_size, options, final=False)
             steps = max(1, int(args.minutes * 60 / per_step))
             run_fit(env, args.dataset, work / name, steps, args.batch_size, options, final=True)
             miou = val_miou(env, args.dataset, work / name, args.split)
             baseline = miou if baseline is None else baseline
             ratio = "baseline" if miou == baseline and name == arms[0] else (f"×{miou / baseline:.2f}" if baseline > 0 else "—")
-            rows.append([name, " ".join(options), f"{per_step:.3f}", str(steps), f"{100 * miou:.1f} %", ratio])
+            rows.append([name, " ".join(ARMS[name]), f"{per_step:.3f}", str(steps), f"{100 * miou:.1f} %", ratio])
             print(f"{name}: {steps} steps at {per_step:.3f} s/step, {args.split} mIoU {100 * miou:.1f} %", file=sys.stderr, flush=True)
-    print(f"{args.dataset}, {args.minutes:g} min of training per arm, batch {args.batch_size}, from scratch, {os.cpu_count()} CPUs; {args.split} mIoU at full resolution")
+    common = f", every arm with {args.common}" if args.common else ""
+    print(f"{args.dataset}, {args.minutes:g} min of training per arm, batch {args.batch_size}, from scratch{common}, {os.cpu_count()} CPUs; {args.split} mIoU at full resolution")
     print(format_table(["arm", "fit options", "s/step", "steps", f"{args.split} mIoU", "vs baseline"], rows))
     return 0
 
