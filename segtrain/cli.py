@@ -200,7 +200,7 @@ Examples:
 @click.option("--head-filters", type=click.IntRange(min=1), default=256, show_default=True, help="Channels of ASPP's branches and projection and of the decoder's convolutions (DeepLab's 256; the decoder's 48-channel projection of the stride-4 feature stays). Recorded in segtrain.json, so eval, predict, export and resume rebuild the same model.")
 @click.option("--bn-momentum", type=_FiniteFloat(0, 1, min_open=True, max_open=True), default=0.99, show_default=True, help="Batch-norm moving-average momentum (higher suits long runs).")
 @click.option("--backbone-weights", default="none", show_default=True, help="none; a TF1 ImageNet checkpoint (DeepLab's xception_65_imagenet, slim's mobilenet_v2_1.0_224); for mobilenetv2 also imagenet (Keras' weights, needs internet) or a keras.applications MobileNetV2 weights file.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True, help="sgd: momentum 0.9 (DeepLab's); adamw: Keras' AdamW. Both follow the poly schedule.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None, help="sgd: momentum 0.9 (DeepLab's); adamw: Keras' AdamW. Both follow the poly schedule. [default: adamw from scratch (measured: benchmarks/recipe_compare.py), sgd from --init-checkpoint or --backbone-weights (DeepLab's fine-tuning), a resumed logdir's own]")
 @click.option("--lr", "learning_rate", type=_FiniteFloat(min=0, min_open=True), default=None, help="Base learning rate (poly decay, power 0.9). [default: 0.007 with sgd (DeepLab's), 0.001 with adamw (Keras')]")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--weight-decay", type=_FiniteFloat(min=0), default=None, metavar="W", help="W. With sgd, DeepLab's weight decay: the L2 penalty W * sum(k^2) / 2 added to the loss, over every convolution kernel (backbone and heads, logits included) and never over depthwise kernels, biases or batch-norm gamma/beta (as DeepLab's slim l2_regularizer); TensorBoard's loss/weight_decay. With adamw, Keras' decoupled decay k -= lr * W * k on the same kernels. 0: none. [default: 4e-5 with sgd (DeepLab's), 0.004 with adamw (Keras')]")
@@ -266,10 +266,12 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
     from segtrain.train import FitConfig
     from segtrain.train import fit as run_fit
 
-    from segtrain.optim import DEFAULTS
+    from segtrain.optim import DEFAULTS, default_optimizer
     from segtrain.recipe import xla_warning
 
     check_backbone_weights(backbone, depth_multiplier, weights)
+    if optimizer is None:
+        optimizer = default_optimizer(_resumed_optimizer(logdir), from_weights=init_checkpoint is not None or weights is not None)
     learning_rate = DEFAULTS[optimizer].learning_rate if learning_rate is None else learning_rate
     weight_decay = DEFAULTS[optimizer].weight_decay if weight_decay is None else weight_decay
     warning = xla_warning(xla)
@@ -303,6 +305,23 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
         best = EvalHistory.load(logdir, eval_split).best
         if best is not None:
             click.echo(f"best {eval_split} mIoU {100 * best['miou']:.1f} % at step {best['step']}: {logdir / BEST_DIR}")
+
+
+def _resumed_optimizer(logdir: Path) -> str | None:
+    """The optimizer of the run fit would resume in logdir (None: nothing to resume, or no readable record;
+    a damaged segtrain.json is refused later, by fit's own resume check)."""
+    from segtrain.train import RUN_FILE
+
+    if not any(logdir.glob("ckpt-*.index")):
+        return None
+    try:
+        run = json.loads((logdir / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(run, dict):
+        return None
+    recorded = run.get("optimizer", "sgd")  # written before --optimizer existed: sgd
+    return recorded if recorded in ("sgd", "adamw") else None
 
 
 def _print_report(document: dict) -> None:

@@ -235,7 +235,7 @@ def test_cli_defaults(data, tmp_path, captured):
     assert "crop 33,49 (the largest train image is 29x42" in result.stdout and "warning" not in result.stderr
     model, loss, config = captured["model"], captured["loss"], captured["fit"]
     assert (config.crop_height, config.crop_width) == (33, 49)
-    assert config.optimizer == "sgd" and (config.learning_rate, config.weight_decay) == (DEFAULTS["sgd"].learning_rate, DEFAULTS["sgd"].weight_decay) == (0.007, 4e-5)
+    assert config.optimizer == "adamw" and (config.learning_rate, config.weight_decay) == (DEFAULTS["adamw"].learning_rate, DEFAULTS["adamw"].weight_decay) == (0.001, 0.004)
     assert model.filters == 256 and model.depth_multiplier == 1.0 and loss.label_smoothing == 0.0 and not config.xla
 
 
@@ -250,6 +250,22 @@ def test_cli_recipe_options(data, tmp_path, captured):
     result = _fit_cli(data, tmp_path / "run2", "--optimizer", "adamw", "--lr", "0.02", "--weight-decay", "0", "--depth-multiplier", "0.75")
     assert result.exit_code == 0, result.output
     assert (captured["fit"].learning_rate, captured["fit"].weight_decay, captured["model"].depth_multiplier) == (0.02, 0.0, 0.75)
+
+
+def test_cli_default_optimizer_follows_the_start(data, tmp_path, captured):
+    """adamw from scratch; DeepLab's sgd from pretrained weights; a resumed logdir keeps its own."""
+    start = tmp_path / "start"
+    start.mkdir()
+    assert _fit_cli(data, tmp_path / "run", "--init-checkpoint", start).exit_code == 0
+    assert captured["fit"].optimizer == "sgd" and captured["fit"].learning_rate == 0.007
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    (resumed / "ckpt-5.index").write_bytes(b"")
+    for recorded, expected in ((None, "sgd"), ("sgd", "sgd"), ("adamw", "adamw"), ("bogus", "adamw")):
+        run = {"format": 2} if recorded is None else {"format": 2, "optimizer": recorded}
+        (resumed / "segtrain.json").write_text(json.dumps(run))
+        assert _fit_cli(data, resumed).exit_code == 0
+        assert captured["fit"].optimizer == expected, recorded
 
 
 def test_cli_scale_range(data, tmp_path, captured):
