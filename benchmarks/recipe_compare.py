@@ -9,7 +9,7 @@ printed as a ratio to it. Default data: ../shared/datasets/camvid converted by s
 frequency class weights from train, as `segprep inspect --class-weights` writes them), or
 --data/--dataset/--registry for records you converted yourself.
 
-Run: .venv/bin/python benchmarks/recipe_compare.py [--minutes 6] [--batch-size 8] [--arms deeplab,small,...]
+Run: .venv/bin/python benchmarks/recipe_compare.py [--minutes 6] [--batch-size 8] [--arms deeplab,adamw,...]
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import converted_camvid, format_table
+from _common import REPO, converted_camvid, format_table
 
-REPO = Path(__file__).resolve().parent.parent
 SEGTRAIN = [sys.executable, "-m", "segtrain.cli"]
 
 # name -> the fit options that make the arm; each arm changes one thing of the arm before it.
@@ -97,7 +96,7 @@ def main() -> int:
             run_fit(env, args.dataset, work / name, steps, args.batch_size, options, final=True)
             miou = val_miou(env, args.dataset, work / name, args.split)
             baseline = miou if baseline is None else baseline
-            ratio = "baseline" if miou == baseline and name == arms[0] else (f"×{miou / baseline:.2f}" if baseline > 0 else "—")
+            ratio = "baseline" if name == arms[0] else (f"×{miou / baseline:.2f}" if baseline > 0 else "—")
             rows.append([name, " ".join(ARMS[name]), f"{per_step:.3f}", str(steps), f"{100 * miou:.1f} %", ratio])
             print(f"{name}: {steps} steps at {per_step:.3f} s/step, {args.split} mIoU {100 * miou:.1f} %", file=sys.stderr, flush=True)
     common = f", every arm with {args.common}" if args.common else ""

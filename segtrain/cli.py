@@ -310,6 +310,7 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
 def _resumed_optimizer(logdir: Path) -> str | None:
     """The optimizer of the run fit would resume in logdir (None: nothing to resume, or no readable record;
     a damaged segtrain.json is refused later, by fit's own resume check)."""
+    from segtrain.optim import OPTIMIZERS
     from segtrain.train import RUN_FILE
 
     if not any(logdir.glob("ckpt-*.index")):
@@ -321,7 +322,7 @@ def _resumed_optimizer(logdir: Path) -> str | None:
     if not isinstance(run, dict):
         return None
     recorded = run.get("optimizer", "sgd")  # written before --optimizer existed: sgd
-    return recorded if recorded in ("sgd", "adamw") else None
+    return recorded if recorded in OPTIMIZERS else None
 
 
 def _print_report(document: dict) -> None:
