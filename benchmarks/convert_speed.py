@@ -75,7 +75,9 @@ def shard_chunks(items: list, num_shards: int) -> list[list]:
 
 
 def shard_path(out: Path, split: str, index: int, num_shards: int) -> Path:
-    return out / f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+    from segprep.schema import shard_name
+
+    return out / shard_name(split, index, num_shards)
 
 
 # --------------------------------------------------------------------------- baselines
@@ -86,6 +88,8 @@ def run_baseline_decode(root: Path, out: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf
+
+    from segprep.schema import example_features
 
     out.mkdir(parents=True, exist_ok=True)
 
@@ -112,18 +116,10 @@ def run_baseline_decode(root: Path, out: Path) -> None:
                     if void.any():  # re-encode only when something changed, as segprep does
                         label = np.where(void, np.uint8(255), label)
                         label_data = tf.io.encode_png(label).numpy()
+                    features = example_features(image_path.stem, image_data, "png", height, width, label_data)
                     example = tf.train.Example(
                         features=tf.train.Features(
-                            feature={
-                                "image/encoded": bytes_feature(image_data),
-                                "image/filename": bytes_feature(image_path.stem.encode()),
-                                "image/format": bytes_feature(b"png"),
-                                "image/height": int64_feature(height),
-                                "image/width": int64_feature(width),
-                                "image/channels": int64_feature(3),
-                                "image/segmentation/class/encoded": bytes_feature(label_data),
-                                "image/segmentation/class/format": bytes_feature(b"png"),
-                            }
+                            feature={key: bytes_feature(v) if isinstance(v, bytes) else int64_feature(v) for key, v in features}
                         )
                     )
                     writer.write(example.SerializeToString())
@@ -133,24 +129,15 @@ def run_baseline_raw(root: Path, out: Path) -> None:
     """Read the bytes, frame them as records; no TensorFlow, no decode, no validation."""
     from segprep.formats.example import encode_example
     from segprep.formats.tfrecord import frame_record
+    from segprep.schema import example_features
 
     out.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         for index, chunk in enumerate(shard_chunks(read_pairs(root, split), NUM_SHARDS)):
             with open(shard_path(out, split, index, NUM_SHARDS), "wb") as handle:
                 for image_path, label_path in chunk:
-                    payload = encode_example(
-                        [
-                            ("image/encoded", image_path.read_bytes()),
-                            ("image/filename", image_path.stem.encode()),
-                            ("image/format", b"png"),
-                            ("image/height", CAMVID_HEIGHT),
-                            ("image/width", CAMVID_WIDTH),
-                            ("image/channels", 3),
-                            ("image/segmentation/class/encoded", label_path.read_bytes()),
-                            ("image/segmentation/class/format", b"png"),
-                        ]
-                    )
+                    features = example_features(image_path.stem, image_path.read_bytes(), "png", CAMVID_HEIGHT, CAMVID_WIDTH, label_path.read_bytes())
+                    payload = encode_example(features)
                     handle.write(frame_record(payload))
 
 
@@ -171,8 +158,9 @@ def warm_page_cache(root: Path) -> tuple[int, int]:
 
 def count_records(out: Path) -> int:
     from segprep.formats.tfrecord import iter_records
+    from segprep.schema import SHARD_SUFFIX
 
-    return sum(1 for shard in sorted(out.glob("*.tfrecord")) for _ in iter_records(shard))
+    return sum(1 for shard in sorted(out.glob("*" + SHARD_SUFFIX)) for _ in iter_records(shard))
 
 
 def timed_run(command: list[str], out: Path, env: dict[str, str]) -> float:

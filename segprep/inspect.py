@@ -8,7 +8,6 @@ shards, decoding labels and reading image sizes from their headers.
 from __future__ import annotations
 
 import io
-import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -24,8 +23,8 @@ from segprep.formats.example import ExampleDecodeError, decode_example
 from segprep.formats.images import ImageFormatError, read_image_info
 from segprep.formats.tfrecord import CorruptRecordError, iter_records
 from segprep.manifest import MANIFEST_SUFFIX, ManifestError, load_manifest
+from segprep import schema
 
-_SHARD = re.compile(r"(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord")
 
 
 @dataclass
@@ -146,12 +145,12 @@ def _scan_record(stats: SplitStats, shard: Path, number: int, payload: bytes) ->
     except ExampleDecodeError as exc:
         stats.problems.append(f"{where}: not a tf.train.Example ({exc})")
         return
-    name = _single_bytes(example, "image/filename", b"?").decode(errors="replace")
+    name = _single_bytes(example, schema.FILENAME, b"?").decode(errors="replace")
     stats.records += 1
     stats.names.append(name)
-    label_png = _single_bytes(example, "image/segmentation/class/encoded")
+    label_png = _single_bytes(example, schema.LABEL)
     if label_png is None:
-        stats.problems.append(f"{where} ({name}): no image/segmentation/class/encoded bytes")
+        stats.problems.append(f"{where} ({name}): no {schema.LABEL} bytes")
         return
     try:
         with Image.open(io.BytesIO(label_png)) as label:
@@ -167,10 +166,10 @@ def _scan_record(stats: SplitStats, shard: Path, number: int, payload: bytes) ->
     stats.histogram += counts
     present = np.flatnonzero(counts)
     stats.per_sample.append((present, counts[present]))
-    image = _single_bytes(example, "image/encoded")
+    image = _single_bytes(example, schema.IMAGE)
     try:
         if image is None:
-            raise ImageFormatError("no image/encoded bytes")
+            raise ImageFormatError(f"no {schema.IMAGE} bytes")
         info = read_image_info(image)
     except ImageFormatError as exc:
         stats.size_mismatches.append(f"{shard.name}: {name}: {exc}")
@@ -206,8 +205,8 @@ def inspect_folder(out_dir: Path, entry: Any | None = None) -> InspectReport:
     manifests, warnings = _load_manifests(out_dir)
     splits = {split: _from_manifest(m) for split, m in manifests.items()}
     groups: dict[str, list[Path]] = {}
-    for path in sorted(out_dir.glob("*.tfrecord")):
-        match = _SHARD.fullmatch(path.name)
+    for path in sorted(out_dir.glob(f"*{schema.SHARD_SUFFIX}")):
+        match = schema.ANY_SHARD.fullmatch(path.name)
         # Hidden files (.tmp-*, .staged-*) are a writer's work in progress, not a split.
         if match and not path.name.startswith(".") and match["split"] not in splits:
             groups.setdefault(match["split"], []).append(path)

@@ -16,27 +16,18 @@ from typing import Any
 from segprep.errors import SegprepError, describe_os_error
 from segprep.fileio import atomic_write_text
 from segprep.formats.tfrecord import read_regular_file
+from segprep.schema import MAX_SHARDS, shard_name
 
 MANIFEST_FORMAT = "segprep-manifest/1"
 MANIFEST_SUFFIX = ".manifest.json"
 
 # Bounds of a sound manifest: generous, but they keep arithmetic on its numbers sane.
 _MAX_COUNT = 2**53
-_MAX_SHARDS = 99_999  # five digits in DeepLab's shard names
 _MAX_BYTES = 2**53
 _MAX_SIDE = 2**31 - 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _LABEL_VALUE = re.compile(r"(?:0|[1-9][0-9]{0,2})")
 _SKIPPED_KEYS = frozenset({"name", "path", "reason"})
-
-
-def shard_name(split: str, index: int, count: int) -> str:
-    """DeepLab's shard naming, so that its `{split}-*` pattern and segtrain read the same files."""
-    return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
-
-
-def shard_pattern(split: str) -> re.Pattern[str]:
-    return re.compile(re.escape(split) + r"-\d{5}-of-\d{5}\.tfrecord")
 
 
 def temporary_shard_name(split: str, index: int, count: int) -> str:
@@ -187,7 +178,7 @@ def check_manifest(document: Any) -> None:
     _field(document, "fingerprint", str)
     _check_parameters(_field(document, "parameters", dict))
     num_records = _count(document, "num_records")
-    num_shards = _count(document, "num_shards", high=_MAX_SHARDS)
+    num_shards = _count(document, "num_shards", high=MAX_SHARDS)
     shards = _field(document, "shards", list)
     if len(shards) != num_shards:
         raise _Invalid(f"'num_shards' is {num_shards} but 'shards' lists {len(shards)}")

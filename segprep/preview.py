@@ -15,6 +15,7 @@ from PIL import Image
 from segprep.colormaps import colorize
 from segprep.formats.example import decode_example
 from segprep.formats.tfrecord import iter_records
+from segprep import schema
 
 
 def first_records(shards: list[Path], count: int) -> list[dict[str, list]]:
@@ -32,9 +33,9 @@ def render_preview(examples: list[dict[str, list]], colormap: np.ndarray, ignore
     """One row per example, each panel scaled to row_height (labels with nearest neighbour)."""
     rows = []
     for example in examples:
-        with Image.open(io.BytesIO(example["image/encoded"][0])) as image:
+        with Image.open(io.BytesIO(example[schema.IMAGE][0])) as image:
             rgb = np.asarray(image.convert("RGB"))
-        with Image.open(io.BytesIO(example["image/segmentation/class/encoded"][0])) as label_image:
+        with Image.open(io.BytesIO(example[schema.LABEL][0])) as label_image:
             label = np.asarray(label_image)
         colour = colorize(label, colormap, ignore_label)
         overlay = (0.5 * rgb + 0.5 * colour).astype(np.uint8)

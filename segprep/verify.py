@@ -23,22 +23,9 @@ from segprep.errors import describe_os_error
 from segprep.formats.example import ExampleDecodeError, decode_example
 from segprep.formats.tfrecord import CorruptRecordError, iter_records
 from segprep.manifest import MANIFEST_SUFFIX, ManifestError, load_manifest, staged_shard_name
+from segprep import schema
 
-# The SPEC §2 keys, in the order segprep writes them, and the type of their single value.
-EXAMPLE_KEYS = (
-    "image/encoded",
-    "image/filename",
-    "image/format",
-    "image/height",
-    "image/width",
-    "image/channels",
-    "image/segmentation/class/encoded",
-    "image/segmentation/class/format",
-)
-_INT_KEYS = frozenset({"image/height", "image/width", "image/channels"})
-
-# Any DeepLab-style shard name, whatever the split; and the leftovers of interrupted runs.
-_ANY_SHARD = re.compile(r"(?P<split>.+)-\d{5}-of-\d{5}\.tfrecord")
+# The leftovers of interrupted runs.
 _JOURNAL = re.compile(r"\.(?P<split>.+)\.journal\.jsonl")
 _STAGED_PREFIX = staged_shard_name("")
 # segprep.outlock's lock file: present (and locked) only while a run writes into the folder.
@@ -92,24 +79,22 @@ def _check_record(payload: bytes, entry: dict[str, Any], where: str) -> list[str
         example = decode_example(payload)
     except ExampleDecodeError as exc:
         return [f"{where}: not a tf.train.Example ({exc})"]
-    if tuple(example) != EXAMPLE_KEYS:
+    if tuple(example) != schema.FEATURE_KEYS:
         return [f"{where}: feature keys {_short(list(example), 200)} differ from the SPEC's"]
     values: dict[str, Any] = {}
-    for key in EXAMPLE_KEYS:
+    for key in schema.FEATURE_KEYS:
         found = example[key]
-        kind = int if key in _INT_KEYS else bytes
+        kind = int if key in schema.INT_KEYS else bytes
         if len(found) != 1 or not isinstance(found[0], kind):
             return [f"{where}: {key} holds {_short(found)}, not one {'int64' if kind is int else 'bytes'} value"]
         values[key] = found[0]
+    # What the record should hold, rebuilt from the manifest entry; the payloads are compared by hash.
+    image_sha, label_sha = entry["image"]["sha256"], entry["label"]["sha256"]
+    wanted = dict(schema.example_features(entry["name"], b"", entry["image"]["format"], entry["height"], entry["width"], b""))
+    hashes = {schema.IMAGE: image_sha, schema.LABEL: label_sha}
     checks = [
-        ("image/filename", values["image/filename"], entry["name"].encode()),
-        ("image/format", values["image/format"], entry["image"]["format"].encode()),
-        ("image/height", values["image/height"], entry["height"]),
-        ("image/width", values["image/width"], entry["width"]),
-        ("image/channels", values["image/channels"], 3),
-        ("image/encoded sha256", hashlib.sha256(values["image/encoded"]).hexdigest(), entry["image"]["sha256"]),
-        ("label sha256", hashlib.sha256(values["image/segmentation/class/encoded"]).hexdigest(), entry["label"]["sha256"]),
-        ("image/segmentation/class/format", values["image/segmentation/class/format"], b"png"),
+        (f"{key} sha256", hashlib.sha256(values[key]).hexdigest(), hashes[key]) if key in hashes else (key, values[key], wanted[key])
+        for key in schema.FEATURE_KEYS
     ]
     return [f"{where}: {key} is {_short(found)}, manifest says {_short(wanted)}" for key, found, wanted in checks if found != wanted]
 
@@ -186,7 +171,7 @@ def _unexplained(out_dir: Path, name: str, manifests: dict[str, Any], broken: se
         return f"{path}: temporary file of an interrupted run (re-run the conversion, which removes it)"
     if name.startswith(_STAGED_PREFIX):
         return f"{path}: staged shard of an unfinished run (re-run the conversion to finish the split)"
-    shard = _ANY_SHARD.fullmatch(name)
+    shard = schema.ANY_SHARD.fullmatch(name)
     if shard and shard["split"] in broken:
         return None  # its manifest is already reported as unusable
     if shard and shard["split"] in manifests:
@@ -197,7 +182,7 @@ def _unexplained(out_dir: Path, name: str, manifests: dict[str, Any], broken: se
         if name.startswith(f"{split}-"):
             # DeepLab and segtrain read `{split}-*`: this file would be read as part of the split.
             return f"{path}: not listed in {split}{MANIFEST_SUFFIX}, yet readers of {split}-* would take it for a shard"
-    if name.endswith(".tfrecord"):
+    if name.endswith(schema.SHARD_SUFFIX):
         return f"{path}: TFRecord file listed in no manifest"
     return None
 

@@ -44,14 +44,13 @@ from segprep.manifest import (
     manifest_path,
     read_journal,
     read_manifest,
-    shard_name,
-    shard_pattern,
     staged_shard_name,
     temporary_shard_name,
     write_json_atomic,
 )
 from segprep.ops.labels import LabelError, LabelPolicy, prepare_label
 from segprep.parallel import OrderedPool
+from segprep.schema import example_features, shard_name, shard_pattern
 
 DEFAULT_SHARD_BYTES = 128 * 1024 * 1024
 CHUNK_SIZE = 16  # samples per unit of work: small enough for smooth progress and balanced cores
@@ -129,18 +128,7 @@ def encode_sample(
         )
     if bad or info is None or prepared is None or image_bytes is None or label_bytes is None:
         return bad
-    example = encode_example(
-        [
-            ("image/encoded", image_bytes),
-            ("image/filename", sample.name.encode()),
-            ("image/format", info.format.encode()),
-            ("image/height", info.height),
-            ("image/width", info.width),
-            ("image/channels", 3),
-            ("image/segmentation/class/encoded", prepared.png),
-            ("image/segmentation/class/format", b"png"),
-        ]
-    )
+    example = encode_example(example_features(sample.name, image_bytes, info.format, info.height, info.width, prepared.png))
     present = np.flatnonzero(prepared.histogram)
     histogram = dict(zip(map(str, present.tolist()), prepared.histogram[present].tolist()))
     label_entry: dict[str, Any] = {"path": str(sample.label), "sha256": hashlib.sha256(prepared.png).hexdigest()}

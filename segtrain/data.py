@@ -15,12 +15,15 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from segprep import schema
+
 from segtrain.errors import EmptySplitError, SegtrainError, tf_message
 
+# DeepLab's own records carry the same keys, so both parse; the other keys are not needed to train.
 _FEATURES = {
-    "image/encoded": tf.io.FixedLenFeature((), tf.string),
-    "image/filename": tf.io.FixedLenFeature((), tf.string, default_value=""),
-    "image/segmentation/class/encoded": tf.io.FixedLenFeature((), tf.string),
+    schema.IMAGE: tf.io.FixedLenFeature((), tf.string),
+    schema.FILENAME: tf.io.FixedLenFeature((), tf.string, default_value=""),
+    schema.LABEL: tf.io.FixedLenFeature((), tf.string),
 }
 
 
@@ -40,9 +43,9 @@ class AugmentConfig:
 
 def record_files(data_dir: str | Path, split: str) -> list[str]:
     """The shards of a split, in order; an error that names the folder when there are none."""
-    files = sorted(str(p) for p in Path(data_dir).glob(f"{split}-*.tfrecord"))
+    files = [str(p) for p in schema.shard_files(data_dir, split)]
     if not files:
-        raise FileNotFoundError(f"{data_dir}: no {split}-*.tfrecord shards")
+        raise FileNotFoundError(f"{data_dir}: no {schema.split_glob(split)} shards")
     return files
 
 
@@ -58,17 +61,17 @@ def require_records(files: list[str], data_dir: str | Path, split: str) -> None:
                 return
         except tf.errors.OpError as exc:
             raise SegtrainError(f"{name}: damaged shard ({tf_message(exc)}); check the split with `segprep verify {data_dir}`") from None
-    raise EmptySplitError(f"{data_dir}: split {split!r} is empty: its {len(files)} {split}-*.tfrecord shard(s) hold no record")
+    raise EmptySplitError(f"{data_dir}: split {split!r} is empty: its {len(files)} {schema.split_glob(split)} shard(s) hold no record")
 
 
 def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """image uint8 [H, W, 3], label uint8 [H, W, 1], name string."""
     features = tf.io.parse_single_example(serialized, _FEATURES)
-    image = tf.io.decode_image(features["image/encoded"], channels=3, expand_animations=False)
-    label = tf.io.decode_png(features["image/segmentation/class/encoded"], channels=1)
+    image = tf.io.decode_image(features[schema.IMAGE], channels=3, expand_animations=False)
+    label = tf.io.decode_png(features[schema.LABEL], channels=1)
     image.set_shape([None, None, 3])
     label.set_shape([None, None, 1])
-    return {"image": image, "label": label, "name": features["image/filename"]}
+    return {"image": image, "label": label, "name": features[schema.FILENAME]}
 
 
 def random_scale(image: tf.Tensor, label: tf.Tensor, config: AugmentConfig) -> tuple[tf.Tensor, tf.Tensor]:

@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from segprep import schema
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CAMVID = REPO.parent / "shared" / "datasets" / "camvid"
 
@@ -139,16 +141,16 @@ def read_records(out_dir: Path, split: str) -> list[dict]:
     """Records of a split parsed with TensorFlow's own reader and parser, in shard order."""
     import tensorflow as tf
 
-    files = sorted(str(p) for p in out_dir.glob(f"{split}-*"))
+    files = [str(p) for p in schema.shard_files(out_dir, split)]
     spec = {
-        "image/encoded": tf.io.FixedLenFeature((), tf.string),
-        "image/filename": tf.io.FixedLenFeature((), tf.string),
-        "image/format": tf.io.FixedLenFeature((), tf.string),
-        "image/height": tf.io.FixedLenFeature((), tf.int64),
-        "image/width": tf.io.FixedLenFeature((), tf.int64),
-        "image/channels": tf.io.FixedLenFeature((), tf.int64),
-        "image/segmentation/class/encoded": tf.io.FixedLenFeature((), tf.string),
-        "image/segmentation/class/format": tf.io.FixedLenFeature((), tf.string),
+        schema.IMAGE: tf.io.FixedLenFeature((), tf.string),
+        schema.FILENAME: tf.io.FixedLenFeature((), tf.string),
+        schema.IMAGE_FORMAT: tf.io.FixedLenFeature((), tf.string),
+        schema.HEIGHT: tf.io.FixedLenFeature((), tf.int64),
+        schema.WIDTH: tf.io.FixedLenFeature((), tf.int64),
+        schema.CHANNELS: tf.io.FixedLenFeature((), tf.int64),
+        schema.LABEL: tf.io.FixedLenFeature((), tf.string),
+        schema.LABEL_FORMAT: tf.io.FixedLenFeature((), tf.string),
     }
     out = []
     for record in tf.data.TFRecordDataset(files):

@@ -10,6 +10,7 @@ from conftest import SHARED_CAMVID, read_records
 from PIL import Image
 
 from segprep.registry import load_registry
+from segprep import schema
 
 pytestmark = pytest.mark.skipif(not (SHARED_CAMVID / "train.txt").is_file(), reason="../shared/datasets/camvid is absent")
 
@@ -23,12 +24,12 @@ def test_convert_real_camvid(run_cli, registry, tmp_path):
         records = read_records(out, split)
         assert len(records) == count
         listed = [line.split()[0].rsplit("/", 1)[1][:-4] for line in (SHARED_CAMVID / f"{split}.txt").read_text().splitlines()]
-        assert [r["image/filename"].decode() for r in records] == listed
+        assert [r[schema.FILENAME].decode() for r in records] == listed
         for record in records:
-            name = record["image/filename"].decode()
-            assert record["image/encoded"] == (SHARED_CAMVID / split / f"{name}.png").read_bytes()
-            assert (record["image/height"], record["image/width"], record["image/format"]) == (360, 480, b"png")
+            name = record[schema.FILENAME].decode()
+            assert record[schema.IMAGE] == (SHARED_CAMVID / split / f"{name}.png").read_bytes()
+            assert (record[schema.HEIGHT], record[schema.WIDTH], record[schema.IMAGE_FORMAT]) == (360, 480, b"png")
             source = np.asarray(Image.open(SHARED_CAMVID / f"{split}annot" / f"{name}.png"))
-            stored = np.asarray(Image.open(io.BytesIO(record["image/segmentation/class/encoded"])))
+            stored = np.asarray(Image.open(io.BytesIO(record[schema.LABEL])))
             np.testing.assert_array_equal(stored, np.where(source == 11, 255, source))
     assert run_cli("verify", out).exit_code == 0

@@ -36,6 +36,7 @@ from segprep.ops.cityscapes_raster import (
     subset_lookup,
 )
 from segprep.registry import load_registry
+from segprep import schema
 
 ALL_NAMES = [label.name for label in LABELS]
 GROUP_NAMES = ["cargroup", "persongroup", "ridergroup", "bicyclegroup", "truckgroup", "motorcyclegroup", "license plategroup"]
@@ -462,17 +463,17 @@ def test_convert_cityscapes_end_to_end(run_cli, registry, tmp_path):
     names["train_extra"] = names["train"] + ["augsburg_000000_000019", "augsburg_000001_000020", "bamberg_000000_000019"]
     for split, expected_names in names.items():
         records = read_records(out, split)
-        assert [r["image/filename"].decode() for r in records] == expected_names
+        assert [r[schema.FILENAME].decode() for r in records] == expected_names
         for record in records:
-            name = record["image/filename"].decode()
+            name = record[schema.FILENAME].decode()
             city = name.split("_")[0]
             image_split = "train_extra" if city in ("augsburg", "bamberg") else next(s for (g, s), c in CONVERT_SPEC.items() if g == "gtFine" and city in c)
             group = "gtCoarse" if image_split == "train_extra" else "gtFine"
             annotation = root / group / image_split / city / f"{name}_{group}_polygons.json"
-            assert record["image/encoded"] == (root / "leftImg8bit" / image_split / city / f"{name}_leftImg8bit.png").read_bytes()
-            assert (record["image/height"], record["image/width"]) == (32, 64)
-            np.testing.assert_array_equal(decode(record["image/segmentation/class/encoded"]), rasterize_polygons(annotation.read_bytes()))
-    assert {int(v) for r in read_records(out, "test") for v in np.unique(decode(r["image/segmentation/class/encoded"]))} == {255}
+            assert record[schema.IMAGE] == (root / "leftImg8bit" / image_split / city / f"{name}_leftImg8bit.png").read_bytes()
+            assert (record[schema.HEIGHT], record[schema.WIDTH]) == (32, 64)
+            np.testing.assert_array_equal(decode(record[schema.LABEL]), rasterize_polygons(annotation.read_bytes()))
+    assert {int(v) for r in read_records(out, "test") for v in np.unique(decode(r[schema.LABEL]))} == {255}
 
 
 def test_convert_cityscapes_class_subset(run_cli, registry, tmp_path):
@@ -486,10 +487,10 @@ def test_convert_cityscapes_class_subset(run_cli, registry, tmp_path):
     assert load_registry(registry).get("cityscapes").splits == {}
     car = BY_NAME["car"].train_id
     for record in read_records(out, "trainval"):
-        name = record["image/filename"].decode()
+        name = record[schema.FILENAME].decode()
         train_ids = decode(next(root.glob(f"gtFine/*/*/{name}_gtFine_labelTrainIds.png")))
         expected = np.where(train_ids == car, 1, np.where(train_ids == 255, 255, 0))
-        np.testing.assert_array_equal(decode(record["image/segmentation/class/encoded"]), expected)
+        np.testing.assert_array_equal(decode(record[schema.LABEL]), expected)
 
     unknown = run_cli("convert", "cityscapes", "--root", root, "--out", tmp_path / "out_x", "--classes", "car,dragon")
     assert unknown.exit_code == 2 and "dragon" in unknown.output
@@ -517,7 +518,7 @@ def test_convert_cityscapes_bad_annotations_and_unpaired_files(run_cli, tmp_path
     missing = root / "gtFine" / "train" / "aachen" / "aachen_000099_000019_gtFine_labelTrainIds.png"
     assert f"{orphan}: image has no label {missing}" in result.stderr
     assert not list(out.glob("train-*")) and not list(out.glob("trainval-*"))
-    assert [r["image/filename"] for r in read_records(out, "val")] == [b"lindau_000000_000019"]
+    assert [r[schema.FILENAME] for r in read_records(out, "val")] == [b"lindau_000000_000019"]
 
 
 def test_load_cityscapes_splits_unions_and_unpaired_files(tmp_path):

@@ -11,6 +11,7 @@ from conftest import png_bytes
 from PIL import Image
 
 from segprep.colormaps import builtin_colormap, palette_for_png
+from segprep import schema
 
 
 def test_remove_colormap_folder(run_cli, tmp_path):
@@ -79,9 +80,9 @@ def test_inspect_scans_records_without_manifest_and_flags_bad_values(run_cli, tm
 
     def example(name: str, lab: np.ndarray) -> bytes:
         feature = {
-            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png_bytes(image)])),
-            "image/filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[name.encode()])),
-            "image/segmentation/class/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png_bytes(lab, "L")])),
+            schema.IMAGE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png_bytes(image)])),
+            schema.FILENAME: tf.train.Feature(bytes_list=tf.train.BytesList(value=[name.encode()])),
+            schema.LABEL: tf.train.Feature(bytes_list=tf.train.BytesList(value=[png_bytes(lab, "L")])),
         }
         return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -130,7 +131,7 @@ def test_preview_panels_are_the_records_image_colour_label_and_overlay(run_cli, 
     out = tmp_path / "out"
     assert run_cli("convert", "folder", "--root", folder_dataset, "--out", out, "--name", "toy", "--split", "train=1").exit_code == 0
     examples = first_records(sorted(out.glob("train-*")), 1)
-    name = examples[0]["image/filename"][0].decode()
+    name = examples[0][schema.FILENAME][0].decode()
     label = np.asarray(Image.open(folder_dataset / "labels" / f"{name}.png"))
     image = np.asarray(Image.open(next((folder_dataset / "images").glob(name + ".*"))).convert("RGB"))
     height, width = label.shape

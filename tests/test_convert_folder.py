@@ -13,6 +13,7 @@ from PIL import Image
 from segprep.registry import load_registry
 from segprep.splits import seeded_split
 from segprep.writer import shard_ranges
+from segprep import schema
 
 
 def test_shard_ranges_follow_deeplab_ceil_chunking():
@@ -39,19 +40,19 @@ def test_convert_folder_records_match_sources(run_cli, folder_dataset, registry,
         shards = sorted(out.glob(f"{split}-*.tfrecord"))
         assert [p.name for p in shards] == [f"{split}-{i:05d}-of-00003.tfrecord" for i in range(3)]
         records = read_records(out, split)
-        assert [r["image/filename"].decode() for r in records] == names
+        assert [r[schema.FILENAME].decode() for r in records] == names
         for record in records:
-            stem = record["image/filename"].decode()
+            stem = record[schema.FILENAME].decode()
             image_path = next((folder_dataset / "images").glob(stem + ".*"))
-            assert record["image/encoded"] == image_path.read_bytes()
-            assert record["image/format"] == (b"jpeg" if image_path.suffix == ".jpg" else b"png")
+            assert record[schema.IMAGE] == image_path.read_bytes()
+            assert record[schema.IMAGE_FORMAT] == (b"jpeg" if image_path.suffix == ".jpg" else b"png")
             with Image.open(image_path) as image:
-                assert (record["image/width"], record["image/height"]) == image.size
-            assert record["image/channels"] == 3
-            assert record["image/segmentation/class/format"] == b"png"
+                assert (record[schema.WIDTH], record[schema.HEIGHT]) == image.size
+            assert record[schema.CHANNELS] == 3
+            assert record[schema.LABEL_FORMAT] == b"png"
             with Image.open(folder_dataset / "labels" / f"{stem}.png") as source:
                 source_values = np.asarray(source)
-            with Image.open(io.BytesIO(record["image/segmentation/class/encoded"])) as stored:
+            with Image.open(io.BytesIO(record[schema.LABEL])) as stored:
                 assert stored.mode == "L"
                 np.testing.assert_array_equal(np.asarray(stored), source_values)
 
@@ -81,8 +82,8 @@ def test_rerun_is_up_to_date_and_a_changed_input_is_rewritten(run_cli, folder_da
     assert third.exit_code == 0
     statuses = {line.split()[0]: line.split()[1] for line in third.output.splitlines()[2:]}
     assert statuses["trainval"] == "written" and "written" in (statuses["train"], statuses["val"])
-    records = {r["image/filename"].decode(): r for split in ("train", "val") for r in read_records(out, split)}
-    stored = np.asarray(Image.open(io.BytesIO(records["s000"]["image/segmentation/class/encoded"])))
+    records = {r[schema.FILENAME].decode(): r for split in ("train", "val") for r in read_records(out, split)}
+    stored = np.asarray(Image.open(io.BytesIO(records["s000"][schema.LABEL])))
     assert (stored == 2).all()
 
 

@@ -13,6 +13,7 @@ from segprep.formats.example import decode_example, encode_example
 from segprep.formats.images import ImageFormatError, read_image_info, sniff_format
 from segprep.formats.png import encode_index_png
 from segprep.formats.tfrecord import CorruptRecordError, frame_record, iter_records
+from segprep import schema
 
 
 @pytest.mark.parametrize("size", [(1, 1), (37, 23), (480, 360)])
@@ -80,14 +81,14 @@ def test_index_png_rejects_wrong_arrays():
 
 
 FEATURES = [
-    ("image/encoded", b"\x00\x01binary\xff"),
-    ("image/filename", b"aachen_000000_000019"),
-    ("image/format", b"png"),
-    ("image/height", 360),
-    ("image/width", 480),
-    ("image/channels", 3),
-    ("image/segmentation/class/encoded", b"\x89PNG..."),
-    ("image/segmentation/class/format", b"png"),
+    (schema.IMAGE, b"\x00\x01binary\xff"),
+    (schema.FILENAME, b"aachen_000000_000019"),
+    (schema.IMAGE_FORMAT, b"png"),
+    (schema.HEIGHT, 360),
+    (schema.WIDTH, 480),
+    (schema.CHANNELS, 3),
+    (schema.LABEL, b"\x89PNG..."),
+    (schema.LABEL_FORMAT, b"png"),
 ]
 
 

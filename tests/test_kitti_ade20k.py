@@ -10,6 +10,7 @@ from conftest import jpeg_bytes, png_bytes, random_image, read_records
 from PIL import Image
 
 from segprep.registry import load_registry
+from segprep import schema
 
 ROAD, BACKGROUND, DONT_CARE = (255, 0, 255), (255, 0, 0), (0, 0, 0)
 
@@ -49,22 +50,22 @@ def test_kitti_road_colours_and_seeded_split(run_cli, tmp_path, registry):
     entry = load_registry(registry).get("kitti_road")
     assert entry.splits == {"train": 99 - 48, "val": 48, "trainval": 99}
     records = {s: read_records(out, s) for s in ("train", "val", "trainval")}
-    val_names = [r["image/filename"].decode() for r in records["val"]]
+    val_names = [r[schema.FILENAME].decode() for r in records["val"]]
     for category in ("um", "umm", "uu"):
         assert sum(n.startswith(category + "_") for n in val_names) == 16
-    train_names = {r["image/filename"].decode() for r in records["train"]}
+    train_names = {r[schema.FILENAME].decode() for r in records["train"]}
     assert train_names.isdisjoint(val_names) and train_names | set(val_names) == set(truth)
     for record in records["trainval"]:
-        name = record["image/filename"].decode()
-        assert np.array_equal(decode(record["image/segmentation/class/encoded"]), truth[name])
-        assert record["image/encoded"] == (root / "training" / "image_2" / f"{name}.png").read_bytes()
+        name = record[schema.FILENAME].decode()
+        assert np.array_equal(decode(record[schema.LABEL]), truth[name])
+        assert record[schema.IMAGE] == (root / "training" / "image_2" / f"{name}.png").read_bytes()
     # The split is reproducible and depends on the seed.
     again = tmp_path / "again"
     assert run_cli("convert", "kitti_road", "--root", root, "--out", again, "--quiet", "--splits", "val").exit_code == 0
-    assert [r["image/filename"].decode() for r in read_records(again, "val")] == val_names
+    assert [r[schema.FILENAME].decode() for r in read_records(again, "val")] == val_names
     other = tmp_path / "other"
     assert run_cli("convert", "kitti_road", "--root", root, "--out", other, "--quiet", "--splits", "val", "--seed", "3").exit_code == 0
-    assert [r["image/filename"].decode() for r in read_records(other, "val")] != val_names
+    assert [r[schema.FILENAME].decode() for r in read_records(other, "val")] != val_names
 
 
 def test_kitti_road_full_size_split_is_241_plus_48(tmp_path):
@@ -132,9 +133,9 @@ def test_ade20k_labels_kept_with_ignore_zero(run_cli, tmp_path, registry):
     assert entry.ignore_label == 0 and entry.num_classes == 151
     for split, folder in (("train", "training"), ("val", "validation")):
         for record in read_records(out, split):
-            name = record["image/filename"].decode()
-            assert record["image/segmentation/class/encoded"] == (ade / "annotations" / folder / f"{name}.png").read_bytes()
-            assert np.array_equal(decode(record["image/segmentation/class/encoded"]), labels[name])
+            name = record[schema.FILENAME].decode()
+            assert record[schema.LABEL] == (ade / "annotations" / folder / f"{name}.png").read_bytes()
+            assert np.array_equal(decode(record[schema.LABEL]), labels[name])
 
 
 def test_ade20k_value_above_150_is_refused(run_cli, tmp_path):

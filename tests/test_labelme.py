@@ -31,6 +31,7 @@ import pytest
 from PIL import Image
 
 from segprep.registry import load_registry
+from segprep import schema
 
 labelme_label_file = pytest.importorskip("labelme._label_file")
 labelme_utils = pytest.importorskip("labelme.utils")
@@ -478,12 +479,12 @@ def test_convert_labelme_end_to_end(run_cli, tmp_path, registry, read_records_fn
     for split in ("train", "val", "trainval"):
         names = (voc / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split()
         records = read_records(tf_out, split)
-        assert [r["image/filename"].decode() for r in records] == names
+        assert [r[schema.FILENAME].decode() for r in records] == names
         for record in records:
-            name = record["image/filename"].decode()
+            name = record[schema.FILENAME].decode()
             (image_file,) = (voc / "JPEGImages").glob(f"{name}.*")
-            assert record["image/encoded"] == image_file.read_bytes()
-            assert record["image/format"] == (b"png" if image_file.suffix == ".png" else b"jpeg")
-            label = np.asarray(Image.open(io.BytesIO(record["image/segmentation/class/encoded"])))
+            assert record[schema.IMAGE] == image_file.read_bytes()
+            assert record[schema.IMAGE_FORMAT] == (b"png" if image_file.suffix == ".png" else b"jpeg")
+            label = np.asarray(Image.open(io.BytesIO(record[schema.LABEL])))
             np.testing.assert_array_equal(label, read_png(voc / "SegmentationClass" / f"{name}.png"))
-            assert (record["image/height"], record["image/width"]) == label.shape
+            assert (record[schema.HEIGHT], record[schema.WIDTH]) == label.shape

@@ -17,6 +17,7 @@ from PIL import Image
 from segprep.colormaps import builtin_colormap, palette_for_png
 from segprep.registry import load_registry
 from segprep.splits import seeded_split
+from segprep import schema
 
 
 def make_voc(root, names_by_split):
@@ -48,12 +49,12 @@ def test_pascal_voc_palette_labels_become_indices(run_cli, tmp_path, registry):
     assert load_registry(registry).get("pascal_voc_seg").splits == {"train": 3, "trainval": 5, "val": 2}
     for split, names in splits.items():
         records = read_records(out, split)
-        assert [r["image/filename"].decode() for r in records] == names
+        assert [r[schema.FILENAME].decode() for r in records] == names
         for record in records:
-            name = record["image/filename"].decode()
-            assert record["image/format"] == b"jpeg"
-            assert record["image/encoded"] == (voc / "JPEGImages" / f"{name}.jpg").read_bytes()
-            stored = np.asarray(Image.open(io.BytesIO(record["image/segmentation/class/encoded"])))
+            name = record[schema.FILENAME].decode()
+            assert record[schema.IMAGE_FORMAT] == b"jpeg"
+            assert record[schema.IMAGE] == (voc / "JPEGImages" / f"{name}.jpg").read_bytes()
+            stored = np.asarray(Image.open(io.BytesIO(record[schema.LABEL])))
             np.testing.assert_array_equal(stored, labels[name])
 
 
@@ -74,13 +75,13 @@ def test_camvid_layout_resolves_foreign_paths_and_maps_void(run_cli, tmp_path, r
     assert load_registry(registry).get("camvid").splits == {"train": 5, "val": 3, "test": 4, "trainval": 8}
     for split in ("train", "val", "test"):
         for record in read_records(out, split):
-            name = record["image/filename"].decode()
-            assert record["image/encoded"] == (root / split / f"{name}.png").read_bytes()
+            name = record[schema.FILENAME].decode()
+            assert record[schema.IMAGE] == (root / split / f"{name}.png").read_bytes()
             source = np.asarray(Image.open(root / f"{split}annot" / f"{name}.png"))
-            stored = np.asarray(Image.open(io.BytesIO(record["image/segmentation/class/encoded"])))
+            stored = np.asarray(Image.open(io.BytesIO(record[schema.LABEL])))
             np.testing.assert_array_equal(stored, np.where(source == 11, 255, source))
-    names = [r["image/filename"].decode() for r in read_records(out, "trainval")]
-    assert names == [r["image/filename"].decode() for s in ("train", "val") for r in read_records(out, s)]
+    names = [r[schema.FILENAME].decode() for r in read_records(out, "trainval")]
+    assert names == [r[schema.FILENAME].decode() for s in ("train", "val") for r in read_records(out, s)]
 
 
 def test_lists_random_split_matches_convert_folder_and_from_folders(run_cli, folder_dataset, tmp_path):

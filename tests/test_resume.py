@@ -12,6 +12,7 @@ import pytest
 from conftest import make_folder_dataset, read_records
 
 from segprep.formats.tfrecord import iter_records
+from segprep import schema
 
 
 @pytest.mark.fault("writer", "convert")
@@ -48,5 +49,5 @@ def test_kill_dash_nine_then_resume(tmp_path, registry):
     assert registry.read_bytes() != registry_before  # registered only by the run that succeeded
     verify = subprocess.run([sys.executable, "-m", "segprep.cli.main", "verify", str(out)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
-    names = [r["image/filename"].decode() for r in read_records(out, "train")]
+    names = [r[schema.FILENAME].decode() for r in read_records(out, "train")]
     assert names == sorted(p.stem for p in (root / "images").iterdir())

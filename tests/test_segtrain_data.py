@@ -14,6 +14,7 @@ from segtrain.data import (
     record_files,
     train_dataset,
 )
+from segprep import schema
 
 BLOCK = 16
 
@@ -128,10 +129,10 @@ def test_records_written_the_way_deeplab_converters_write_them(tmp_path):
                 return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
             example = tf.train.Example(features=tf.train.Features(feature={
-                "image/encoded": feature(jpeg.getvalue()), "image/filename": feature(f"2007_{i:06d}".encode()),
-                "image/format": feature(b"jpeg"), "image/height": feature(height), "image/width": feature(width),
-                "image/channels": feature(3), "image/segmentation/class/encoded": feature(png.getvalue()),
-                "image/segmentation/class/format": feature(b"png"),
+                schema.IMAGE: feature(jpeg.getvalue()), schema.FILENAME: feature(f"2007_{i:06d}".encode()),
+                schema.IMAGE_FORMAT: feature(b"jpeg"), schema.HEIGHT: feature(height), schema.WIDTH: feature(width),
+                schema.CHANNELS: feature(3), schema.LABEL: feature(png.getvalue()),
+                schema.LABEL_FORMAT: feature(b"png"),
             }))
             (first if i < 2 else second).write(example.SerializeToString())
             expected[f"2007_{i:06d}"] = (tf.io.decode_jpeg(jpeg.getvalue()).numpy(), label)

@@ -266,7 +266,7 @@ def _more_records(document: dict[str, Any]) -> None:
         (_taller, SHARD0, "image/height is 16, manifest says 17"),
         (_set("samples.0.name", "renamed"), SHARD0, "image/filename is b's000', manifest says b'renamed'"),
         (_set("samples.0.image.format", "jpeg"), SHARD0, "image/format is b'png', manifest says b'jpeg'"),
-        (_set("samples.0.label.sha256", "0" * 64), SHARD0, "label sha256"),
+        (_set("samples.0.label.sha256", "0" * 64), SHARD0, "image/segmentation/class/encoded sha256"),
         (_set("samples.0.image.sha256", "f" * 64), SHARD0, "image/encoded sha256"),
     ],
     ids=lambda v: v if isinstance(v, str) and "tfrecord" not in v else None,

@@ -110,12 +110,13 @@ def _write_preview(report, folder: Path, target: Path, split: str | None, count:
     from segprep.colormaps import resolve_colormap
     from segprep.fileio import atomic_write
     from segprep.preview import first_records, render_preview
+    from segprep.schema import shard_files
 
     split = split or next(iter(report.splits))
     if split not in report.splits:
         raise click.UsageError(f"no split {split!r} in {folder} (has {', '.join(report.splits)})")
     colormap = resolve_colormap(report.colormap or "pascal")
-    sheet = render_preview(first_records(sorted(folder.glob(f"{split}-*.tfrecord")), count), colormap, report.ignore_label or 255)
+    sheet = render_preview(first_records(shard_files(folder, split), count), colormap, report.ignore_label or 255)
     atomic_write(target, lambda handle: sheet.save(handle, "PNG"))
     click.echo(f"preview of {split} ({min(count, report.splits[split].records)} records): {target}")
 
