@@ -44,6 +44,7 @@ __all__ = [
     "builtin_colormap",
     "colorize",
     "colors_to_index",
+    "overlay",
     "palette_for_png",
     "resolve_colormap",
     "void_color",
@@ -467,3 +468,16 @@ def colors_to_index(
         for key, count in zip(colours[order].tolist(), counts[order].tolist()):
             unknown[((key >> 16) & 0xFF, (key >> 8) & 0xFF, key & 0xFF)] = int(count)
     return out, unknown
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, colormap: object, ignore_label: int = 255, alpha: float = 0.5) -> np.ndarray:
+    """The :func:`colorize` colours blended over an RGB image (``alpha`` is the colours' share).
+
+    Ignored pixels show the image alone, so that what was not labelled is not painted over.
+    Used by `segprep inspect --preview` and `segtrain predict`.
+    """
+    colours = colorize(labels, colormap, ignore_label).astype(np.float32)  # type: ignore[arg-type]
+    blended = (1 - alpha) * np.asarray(image, np.float32) + alpha * colours
+    ignored = np.asarray(labels) == ignore_label
+    blended[ignored] = np.asarray(image)[ignored]
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)

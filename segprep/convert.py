@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
+from segprep.datasets.adapter import label_policy
 from segprep.datasets.base import DatasetLayout
 from segprep.errors import OutputLocationError, SegprepError
 from segprep.outlock import exclusive_output
 from segprep.parallel import OrderedPool
 from segprep.paths import check_output_location
+from segprep.progress import NoProgress, ProgressSink
 from segprep.registry import DatasetEntry, load_registry, record_splits, register_dataset
 from segprep.writer import SplitResult, WriterOptions, foreign_shards, remove_stale_temporaries, write_split
-
-
-class ProgressSink(Protocol):
-    """Where long work reports progress (a rich bar in the CLI, nothing in tests)."""
-
-    def task(self, description: str, total: int) -> Callable[[int], None]: ...
-
-
-class NoProgress:
-    def task(self, description: str, total: int) -> Callable[[int], None]:
-        return lambda n: None
 
 
 def entry_fingerprint_fields(entry: DatasetEntry) -> dict[str, object]:
@@ -69,7 +59,7 @@ def write_layout(
     written (register=True adds or updates the entry itself in the same write).
     """
     check_output_folder(options.out_dir, inputs, layout)
-    policy = dataclasses.replace(layout.policy, num_classes=entry.num_classes, ignore_label=entry.ignore_label)
+    policy = label_policy(entry, layout.rules)
     progress = progress or NoProgress()
     results: list[SplitResult] = []
     with exclusive_output(options.out_dir) as out_dir:

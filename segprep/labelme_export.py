@@ -30,10 +30,10 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -44,6 +44,7 @@ from segprep.formats.labelme_json import LabelmeFormatError, parse_labelme
 from segprep.formats.png import encode_index_png
 from segprep.ops.rasterize_labelme import rasterize_shapes
 from segprep.paths import check_output_location
+from segprep.progress import ProgressSink
 from segprep.errors import with_filename
 from segprep.safewrite import is_stale, make_folder, remove_path
 
@@ -70,10 +71,6 @@ class ExportUsageError(SegprepError, ValueError):
 
 class ExportDataError(SegprepError, ValueError):
     """SRC cannot be exported as a whole (e.g. no JSON files); per-file problems are FileOutcomes."""
-
-
-class ProgressSink(Protocol):
-    def task(self, description: str, total: int) -> Callable[[int], None]: ...
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segprep.colormaps import colorize
+from segprep.colormaps import colorize, overlay
 from segprep.formats.example import decode_example
 from segprep.formats.tfrecord import iter_records
 from segprep import schema
@@ -38,12 +38,12 @@ def render_preview(examples: list[dict[str, list]], colormap: np.ndarray, ignore
         with Image.open(io.BytesIO(example[schema.LABEL][0])) as label_image:
             label = np.asarray(label_image)
         colour = colorize(label, colormap, ignore_label)
-        overlay = (0.5 * rgb + 0.5 * colour).astype(np.uint8)
+        blended = overlay(rgb, label, colormap, ignore_label)
         width = max(1, round(rgb.shape[1] * row_height / rgb.shape[0]))
         panels = [
             Image.fromarray(rgb).resize((width, row_height), Image.BILINEAR),
             Image.fromarray(colour).resize((width, row_height), Image.NEAREST),
-            Image.fromarray(overlay).resize((width, row_height), Image.BILINEAR),
+            Image.fromarray(blended).resize((width, row_height), Image.BILINEAR),
         ]
         rows.append(np.concatenate([np.asarray(p) for p in panels], axis=1))
     if not rows:

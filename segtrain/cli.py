@@ -494,7 +494,7 @@ def _predict_files(model, run: dict, files: list[Path], out_dir: Path, written: 
     from segtrain.images import read_rgb
     from segtrain.outputs import output_names, sha256_bytes
     from segtrain.predict import make_predictor
-    from segtrain.visualize import colorize, overlay
+    from segprep.colormaps import colorize, overlay
 
     def png(array: np.ndarray) -> bytes:
         buffer = io.BytesIO()

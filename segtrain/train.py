@@ -536,7 +536,7 @@ def _next_batch(batches, config: FitConfig):  # type: ignore[no-untyped-def]
 
 def _image_summaries(writer, step: int, model: keras.Model, images: tf.Tensor, labels: tf.Tensor, colormap: list[list[int]], ignore_label: int) -> None:  # type: ignore[no-untyped-def]
     """Input, label and prediction of the first images of the batch, in the registry colormap."""
-    from segtrain.visualize import colorize
+    from segprep.colormaps import colorize
 
     shown = images[:3]
     predictions = tf.argmax(model(shown, training=False), axis=-1).numpy().astype(np.uint8)

@@ -523,7 +523,9 @@ def test_convert_cityscapes_bad_annotations_and_unpaired_files(run_cli, tmp_path
 
 def test_load_cityscapes_splits_unions_and_unpaired_files(tmp_path):
     from segprep.datasets.base import LayoutError
+    from segprep.datasets.adapter import label_policy
     from segprep.datasets.cityscapes import load_cityscapes, subset_entry
+    from segprep.registry import load_registry
     from segprep.trainids import generate_missing_trainids
 
     root = tmp_path / "cityscapes"
@@ -533,7 +535,8 @@ def test_load_cityscapes_splits_unions_and_unpaired_files(tmp_path):
     assert list(layout.splits) == ["train", "val", "trainval"]  # no test, no coarse: not offered
     assert [s.name for s in layout.splits["trainval"]] == ["aachen_000000_000019", "aachen_000001_000020", "lindau_000000_000019"]
     assert layout.splits["trainval"][0] is layout.splits["train"][0]  # a list of the same samples, not copies
-    assert (layout.policy.num_classes, layout.policy.ignore_label, layout.policy.remap) == (19, 255, ())
+    policy = label_policy(load_registry(tmp_path / "registry.yaml").get("cityscapes"), layout.rules)
+    assert (policy.num_classes, policy.ignore_label, policy.remap, policy.accept_palette) == (19, 255, (), False)
     assert list(load_cityscapes(root, ["val", "train_extra"]).splits) == ["val"]
 
     stray = trainids_file(jsons[0]).with_name("aachen_000007_000019_gtFine_labelTrainIds.png")
@@ -544,8 +547,9 @@ def test_load_cityscapes_splits_unions_and_unpaired_files(tmp_path):
     ]
 
     subset = load_cityscapes(root, ["train"], ["bicycle", "road"])
-    assert subset.policy.num_classes == 3 and dict(subset.policy.remap)[18] == 1 and dict(subset.policy.remap)[0] == 2
-    assert dict(subset.policy.remap).get(13) == 0 and 255 not in dict(subset.policy.remap)
+    policy = label_policy(subset_entry(["bicycle", "road"]), subset.rules)
+    assert policy.num_classes == 3 and dict(policy.remap)[18] == 1 and dict(policy.remap)[0] == 2
+    assert dict(policy.remap).get(13) == 0 and 255 not in dict(policy.remap)
     entry = subset_entry(["traffic_light", "sky"])
     assert (entry.name, entry.class_names, entry.colormap) == (
         "cityscapes_traffic_light_sky", ["background", "traffic light", "sky"], [[0, 0, 0], [250, 170, 30], [70, 130, 180]])

@@ -139,7 +139,8 @@ def test_preview_panels_are_the_records_image_colour_label_and_overlay(run_cli, 
     colour = colorize(label, builtin_colormap("pascal"), 255)
     np.testing.assert_array_equal(sheet[:height, :width], image)
     np.testing.assert_array_equal(sheet[:height, width : 2 * width], colour)
-    np.testing.assert_array_equal(sheet[:height, 2 * width : 3 * width], (0.5 * image + 0.5 * colour).astype(np.uint8))
+    blended = np.where((label == 255)[..., None], image, np.floor(0.5 * image + 0.5 * colour + 0.5)).astype(np.uint8)
+    np.testing.assert_array_equal(sheet[:height, 2 * width : 3 * width], blended)  # ignored pixels show the image
     target = tmp_path / "sheet.png"
     result = run_cli("inspect", out, "--preview", target, "--preview-count", "3")
     assert result.exit_code == 0 and Image.open(target).size[1] == 3 * (160 + 4)

@@ -58,6 +58,8 @@ def load_registry_or_exit(path: Path | None) -> Any:
 
 
 class _RichProgress:
+    """segprep.progress.ProgressSink over a rich Progress: one bar per task."""
+
     def __init__(self, progress: Any) -> None:
         self._progress = progress
 
@@ -66,16 +68,13 @@ class _RichProgress:
         return lambda n: self._progress.advance(task_id, n)
 
 
-class _NoProgress:
-    def task(self, description: str, total: int) -> Callable[[int], None]:
-        return lambda n: None
-
-
 @contextmanager
 def progress_bar(quiet: bool) -> Iterator[Any]:
     """A rich progress bar on stderr when it is a terminal and not --quiet; otherwise a silent sink."""
     if quiet or not sys.stderr.isatty():
-        yield _NoProgress()
+        from segprep.progress import NoProgress
+
+        yield NoProgress()
         return
     from rich.console import Console
     from rich.progress import (

@@ -60,14 +60,13 @@ def tfrecord(
     from segprep.convert import write_layout
     from segprep.datasets.base import LayoutError
     from segprep.datasets.lists import load_lists
-    from segprep.ops.labels import LabelPolicy
     from segprep.registry import RegistryError
     from segprep.writer import WriterOptions
 
     reg = load_registry_or_exit(registry)
     try:
         entry = reg.get(dataset)
-        layout = load_lists(list(lists), LabelPolicy(entry.num_classes, entry.ignore_label), root, image_dir, label_dir)
+        layout = load_lists(list(lists), root, image_dir, label_dir)
     except (LayoutError, RegistryError) as exc:
         fail([], str(exc))
     options = WriterOptions(out_dir=out_dir, num_shards=num_shards, skip_invalid=skip_invalid, decode_images=decode_images)

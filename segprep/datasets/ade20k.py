@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from segprep.datasets.adapter import ConvertContext, ConvertPlan
 from segprep.datasets.base import (
     DatasetLayout,
+    LabelRules,
     LayoutError,
     ListProblem,
     union_split,
 )
 from segprep.datasets.folder import pair_by_stem
-from segprep.ops.labels import LabelPolicy
 
 ADE20K_FOLDERS = {"train": "training", "val": "validation"}
 
@@ -32,7 +33,7 @@ def load_ade20k(root: Path, splits: list[str] | None = None) -> DatasetLayout:
     """train (training/) and val (validation/) paired by file stem; trainval when asked for."""
     ade = find_ade_root(root)
     wanted = list(splits or ADE20K_FOLDERS)
-    layout = DatasetLayout({}, LabelPolicy(num_classes=151, ignore_label=0, accept_palette=False))
+    layout = DatasetLayout({}, LabelRules())
     for split, folder in ADE20K_FOLDERS.items():
         if split not in wanted and not ("trainval" in wanted):
             continue
@@ -49,3 +50,7 @@ def load_ade20k(root: Path, splits: list[str] | None = None) -> DatasetLayout:
         raise LayoutError(f"{ade}: ADE20K has splits train, val (and trainval), not {', '.join(unknown)}")
     layout.splits = {s: layout.splits[s] for s in wanted}
     return layout
+
+
+def plan(context: ConvertContext) -> ConvertPlan:
+    return ConvertPlan(load_ade20k(context.root, context.splits), context.registry.get("ade20k"))

@@ -6,8 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segprep.ops.labels import LabelPolicy
-
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 
 
@@ -32,12 +30,27 @@ class ListProblem:
         return f"{self.where}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class LabelRules:
+    """How a layout's label files hold class ids: the conversions its adapter allows.
+
+    The class count, ignore label and colours are the registry entry's; adapter.label_policy
+    joins the two into the LabelPolicy the writer enforces.
+    """
+
+    accept_palette: bool = False  # palette PNGs whose indices are the class ids (VOC)
+    void_values: tuple[int, ...] = ()  # stored values that mean "not labelled": -> the ignore label (CamVid's 11)
+    remap: tuple[tuple[int, int], ...] = ()  # other documented value changes (a Cityscapes class subset)
+    colour_coded: bool = False  # RGB labels in the entry's colormap (KITTI road)
+    void_colors: tuple[tuple[int, int, int], ...] = ()  # colours that mean "not labelled"
+
+
 @dataclass
 class DatasetLayout:
     """A dataset found on disk: its splits in list order, its label rules and the list problems seen."""
 
     splits: dict[str, list[Sample]]
-    policy: LabelPolicy
+    rules: LabelRules = LabelRules()
     problems: list[ListProblem] = field(default_factory=list)
 
     def problems_for(self, split: str) -> list[ListProblem]:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from segprep.datasets.adapter import ConvertContext, ConvertPlan
 from segprep.datasets.base import (
     DatasetLayout,
+    LabelRules,
     LayoutError,
     Sample,
     read_pair_list,
     union_split,
 )
-from segprep.ops.labels import LabelPolicy
 
 CAMVID_SPLITS = ("train", "val", "test")
-CAMVID_POLICY = LabelPolicy(num_classes=11, ignore_label=255, remap=((11, 255),), accept_palette=False)
+CAMVID_RULES = LabelRules(void_values=(11,))  # SegNet's void class 11 is stored as the ignore label
 
 
 def _tail(path_text: str) -> Path:
@@ -37,7 +38,7 @@ def load_camvid(root: Path, splits: list[str] | None = None) -> DatasetLayout:
     needed = [s for s in wanted if s != "trainval"]
     if "trainval" in wanted:
         needed += [s for s in ("train", "val") if s not in needed]
-    layout = DatasetLayout({}, CAMVID_POLICY)
+    layout = DatasetLayout({}, CAMVID_RULES)
     for split in needed:
         list_file = root / f"{split}.txt"
         samples: list[Sample] = []
@@ -56,3 +57,7 @@ def load_camvid(root: Path, splits: list[str] | None = None) -> DatasetLayout:
         if split not in wanted:
             del layout.splits[split]
     return layout
+
+
+def plan(context: ConvertContext) -> ConvertPlan:
+    return ConvertPlan(load_camvid(context.root, context.splits), context.registry.get("camvid"))

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from segprep.datasets.adapter import ConvertContext, ConvertPlan, OptionError, PrepareError
 from segprep.datasets.base import (
     DatasetLayout,
+    LabelRules,
     LayoutError,
     ListProblem,
     Sample,
@@ -25,10 +27,10 @@ from segprep.ops.cityscapes_labels import (
     BY_NAME,
     IGNORE_TRAIN_ID,
     TRAIN_CLASS_NAMES,
+    UnknownClassError,
     resolve_classes,
 )
 from segprep.ops.cityscapes_raster import subset_lookup
-from segprep.ops.labels import LabelPolicy
 from segprep.registry import DatasetEntry
 
 IMAGE_DIR = "leftImg8bit"
@@ -46,14 +48,12 @@ _UNIONS = {"trainval": ("train", "val"), "train_extra": ("train", "_coarse_extra
 SPLIT_ORDER = ("train", "val", "test", "trainval", "train_extra")
 
 
-def policy_for(classes: list[str] | None = None) -> LabelPolicy:
+def rules_for(classes: list[str] | None = None) -> LabelRules:
     """The 19 trainIds as stored; for a subset, the trainId -> subset id remap (identity pairs left out)."""
     if not classes:
-        return LabelPolicy(num_classes=len(TRAIN_CLASS_NAMES), ignore_label=IGNORE_TRAIN_ID, accept_palette=False)
-    chosen = resolve_classes(classes)
-    table = subset_lookup(chosen)
-    remap = tuple((train_id, int(table[train_id])) for train_id in range(len(TRAIN_CLASS_NAMES)) if table[train_id] != train_id)
-    return LabelPolicy(num_classes=len(chosen) + 1, ignore_label=IGNORE_TRAIN_ID, remap=remap, accept_palette=False)
+        return LabelRules()
+    table = subset_lookup(resolve_classes(classes))
+    return LabelRules(remap=tuple((train_id, int(table[train_id])) for train_id in range(len(TRAIN_CLASS_NAMES)) if table[train_id] != train_id))
 
 
 def subset_name(classes: list[str] | tuple[str, ...]) -> str:
@@ -93,7 +93,7 @@ def load_cityscapes(root: Path, splits: list[str] | None, classes: list[str] | N
     `segprep convert cityscapes` do it) first: the labels read are the *_labelTrainIds.png.
     """
     wanted = [s for s in splits if not s.startswith("_")] if splits else list(SPLIT_ORDER)
-    layout = DatasetLayout({}, policy_for(classes))
+    layout = DatasetLayout({}, rules_for(classes))
     needed = set(wanted) | {part for s in wanted for part in _UNIONS.get(s, ())}
     for split in (s for s in _SOURCES if s in needed):
         group, folder = _SOURCES[split]
@@ -112,3 +112,26 @@ def load_cityscapes(root: Path, splits: list[str] | None, classes: list[str] | N
     layout.splits = {s: layout.splits[s] for s in wanted if s in layout.splits}
     layout.problems = [p for p in layout.problems if p.split in layout.splits]
     return layout
+
+
+def plan(context: ConvertContext) -> ConvertPlan:
+    """Cityscapes with its trainIds (made from the polygons first where missing), optionally as a class subset."""
+    from segprep.trainids import generate_missing_trainids
+
+    classes, name = context.options["classes"], context.options["name"]
+    chosen = None
+    if classes is not None:
+        try:
+            chosen = list(resolve_classes(classes.split(",")))
+        except UnknownClassError as exc:
+            raise OptionError("--classes", str(exc)) from None
+    bad = generate_missing_trainids(context.root, context.workers, context.quiet)
+    if bad:
+        raise PrepareError(bad, f"{len(bad)} Cityscapes annotation(s) could not be turned into trainIds; nothing written")
+    layout = load_cityscapes(context.root, context.splits, chosen)
+    if not chosen:
+        return ConvertPlan(layout, context.registry.get("cityscapes"))
+    entry = subset_entry(chosen, name)
+    if entry.name in context.registry.datasets:
+        return ConvertPlan(layout, context.registry.get(entry.name))
+    return ConvertPlan(layout, entry, register=True)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from segprep.datasets.adapter import ConvertContext, ConvertPlan, OptionError
 from segprep.datasets.base import (
     IMAGE_EXTENSIONS,
     DatasetLayout,
+    LabelRules,
     LayoutError,
     ListProblem,
     Sample,
     union_split,
 )
-from segprep.ops.labels import LabelPolicy
-from segprep.splits import seeded_split
+from segprep.splits import parse_fractions, seeded_split
+
+# Index PNGs, or palette PNGs whose indices are the class ids (what most labelling tools save).
+FOLDER_RULES = LabelRules(accept_palette=True)
 
 
 def pair_by_stem(images_dir: Path, labels_dir: Path) -> tuple[list[Sample], list[ListProblem]]:
@@ -28,7 +32,6 @@ def pair_by_stem(images_dir: Path, labels_dir: Path) -> tuple[list[Sample], list
 
 def load_folder(
     root: Path,
-    policy: LabelPolicy,
     fractions: dict[str, float],
     seed: int = 0,
     images: str = "images",
@@ -47,8 +50,34 @@ def load_folder(
         raise LayoutError(f"{images_dir}: no images found")
     by_name = {s.name: s for s in samples}
     assignment = seeded_split(sorted(by_name), fractions, seed)
-    layout = DatasetLayout({split: [by_name[n] for n in names] for split, names in assignment.items()}, policy)
+    layout = DatasetLayout({split: [by_name[n] for n in names] for split, names in assignment.items()}, FOLDER_RULES)
     for split in assignment:
         layout.problems.extend(ListProblem(split, p.where, p.reason) for p in unpaired)
     union_split(layout, "trainval", ["train", "val"])
     return layout
+
+
+def plan(context: ConvertContext) -> ConvertPlan:
+    """The folder's splits under --name: the registry's entry, or a new one from its class names."""
+    from segprep.registry import DatasetEntry, validate_entry
+
+    options = context.options
+    name = options["name"]
+    if not name:
+        raise OptionError("--name", "convert folder needs --name (the dataset's registry name)")
+    fractions = parse_fractions(list(options["split"]) or ["train=0.9", "val=0.1"])
+    class_names: Path | None = options["class_names"]
+    inputs = [class_names] if class_names else []
+    if name in context.registry.datasets:
+        return ConvertPlan(load_folder(context.root, fractions, options["seed"]), context.registry.get(name), inputs=inputs)
+    names_file = class_names or context.root / "class_names.txt"
+    if not names_file.is_file():
+        raise OptionError("--class-names", f"{name!r} is not in the registry: give --class-names FILE (or put class_names.txt in {context.root})")
+    try:
+        text = names_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LayoutError(f"{names_file}: class names file is not UTF-8 text") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    raw = DatasetEntry(name, len(names), options["ignore_label"], options["colormap"], names).to_dict()
+    entry = validate_entry(name, raw, names_file)
+    return ConvertPlan(load_folder(context.root, fractions, options["seed"]), entry, register=True, inputs=inputs)

@@ -12,15 +12,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from segprep.colormaps import builtin_colormap, void_color
+from segprep.colormaps import void_color
+from segprep.datasets.adapter import ConvertContext, ConvertPlan
 from segprep.datasets.base import (
     DatasetLayout,
+    LabelRules,
     LayoutError,
     ListProblem,
     Sample,
     union_split,
 )
-from segprep.ops.labels import LabelPolicy
 from segprep.splits import seeded_pick
 
 KITTI_CATEGORIES = ("um", "umm", "uu")
@@ -29,11 +30,11 @@ _IMAGE = re.compile(r"(?P<category>um|umm|uu)_(?P<number>\d{6})")
 _ROAD_GT = re.compile(r"(?P<category>um|umm|uu)_road_(?P<number>\d{6})")
 
 
-def kitti_road_policy() -> LabelPolicy:
-    colormap = tuple(tuple(int(v) for v in row) for row in builtin_colormap("kitti_road"))
+def kitti_road_rules() -> LabelRules:
+    """Colour-coded in the registry's colormap (red background, magenta road); black is not evaluated."""
     black = void_color("kitti_road")
     assert black is not None
-    return LabelPolicy(num_classes=2, ignore_label=255, accept_palette=False, colormap=colormap, extra_colors=((black, 255),))  # type: ignore[arg-type]
+    return LabelRules(colour_coded=True, void_colors=(black,))
 
 
 def find_training_dir(root: Path) -> Path:
@@ -68,10 +69,15 @@ def load_kitti_road(root: Path, splits: list[str] | None = None, seed: int = 0, 
         val += seeded_pick(members, min(val_per_category, len(members) // 2), seed + index)
     val_set = set(val)
     assignment = {"train": [n for n in names if n not in val_set], "val": sorted(val_set)}
-    layout = DatasetLayout({s: [Sample(n, images[n], labels[n]) for n in ns] for s, ns in assignment.items()}, kitti_road_policy())
+    layout = DatasetLayout({s: [Sample(n, images[n], labels[n]) for n in ns] for s, ns in assignment.items()}, kitti_road_rules())
     union_split(layout, "trainval", ["train", "val"])
     for split in layout.splits:
         layout.problems.extend(ListProblem(split, p.where, p.reason) for p in unpaired)
     if splits:
         layout.splits = {s: layout.splits[s] for s in splits if s in layout.splits}
     return layout
+
+
+def plan(context: ConvertContext) -> ConvertPlan:
+    layout = load_kitti_road(context.root, context.splits, context.options["seed"])
+    return ConvertPlan(layout, context.registry.get("kitti_road"))

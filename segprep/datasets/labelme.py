@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from segprep.datasets.adapter import ConvertContext, ConvertPlan, OptionError
 from segprep.datasets.base import (
     DatasetLayout,
+    LabelRules,
     LayoutError,
     ListProblem,
     Sample,
     find_image,
     read_list_lines,
 )
-from segprep.ops.labels import LabelPolicy
 
 LIST_DIR = Path("ImageSets") / "Segmentation"
 DEFAULT_IGNORE_LABEL = 255
@@ -57,13 +58,11 @@ def read_ignore_label(root: Path) -> int:
     return value
 
 
-def load_labelme_voc(root: Path, splits: list[str] | None) -> tuple[DatasetLayout, list[str]]:
-    """The layout of every split asked for (default: every non-empty list) and the class names."""
+def load_labelme_voc(root: Path, splits: list[str] | None) -> DatasetLayout:
+    """The layout of every split asked for (default: every non-empty list)."""
     list_dir = root / LIST_DIR
     if not list_dir.is_dir():
         raise LayoutError(f"{root}: no {LIST_DIR.as_posix()}/ (is this a folder written by `segprep labelme`?)")
-    names = read_class_names(root)
-    ignore_label = read_ignore_label(root)
     available = sorted(p.stem for p in list_dir.glob("*.txt"))
     if splits:
         missing = [s for s in splits if s not in available]
@@ -74,8 +73,7 @@ def load_labelme_voc(root: Path, splits: list[str] | None) -> tuple[DatasetLayou
         wanted = [s for s in available if (list_dir / f"{s}.txt").read_bytes().strip()]
         if not wanted:
             raise LayoutError(f"{list_dir}: every list is empty")
-    policy = LabelPolicy(num_classes=len(names), ignore_label=ignore_label, accept_palette=False)
-    layout = DatasetLayout({}, policy)
+    layout = DatasetLayout({}, LabelRules())  # index PNGs by construction
     for split in wanted:
         list_file = list_dir / f"{split}.txt"
         entries, problems = read_list_lines(list_file, split)
@@ -88,4 +86,21 @@ def load_labelme_voc(root: Path, splits: list[str] | None) -> tuple[DatasetLayou
             image = find_image(root / "JPEGImages", stem) or root / "JPEGImages" / f"{stem}.jpg"
             samples.append(Sample(stem, image, root / "SegmentationClass" / f"{stem}.png"))
         layout.splits[split] = samples
-    return layout, names
+    return layout
+
+
+def plan(context: ConvertContext) -> ConvertPlan:
+    """The export under --name, with the classes and ignore label it recorded (re-registered every time:
+    the classes may have changed; class weights are kept only while they have not)."""
+    from segprep.registry import DatasetEntry, validate_entry
+
+    name = context.options["name"]
+    if not name:
+        raise OptionError("--name", "convert labelme needs --name (the dataset's registry name)")
+    layout = load_labelme_voc(context.root, context.splits)
+    names = read_class_names(context.root)
+    raw = DatasetEntry(name, len(names), read_ignore_label(context.root), context.options["colormap"], names).to_dict()
+    previous = context.registry.datasets.get(name)
+    if previous is not None:
+        raw["class_weights"] = previous.class_weights if previous.class_names == names else None
+    return ConvertPlan(layout, validate_entry(name, raw, context.root / "class_names.txt"), register=True)

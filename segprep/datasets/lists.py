@@ -10,6 +10,7 @@ from pathlib import Path
 
 from segprep.datasets.base import (
     DatasetLayout,
+    LabelRules,
     LayoutError,
     ListProblem,
     Sample,
@@ -17,18 +18,16 @@ from segprep.datasets.base import (
     read_list_lines,
     read_pair_list,
 )
-from segprep.ops.labels import LabelPolicy
 
 
 def load_lists(
     list_files: list[Path],
-    policy: LabelPolicy,
     root: Path | None = None,
     image_dir: Path | None = None,
     label_dir: Path | None = None,
 ) -> DatasetLayout:
     """Pair lines are resolved against root (default: the list's folder); stem lines need image_dir and label_dir."""
-    layout = DatasetLayout({}, policy)
+    layout = DatasetLayout({}, LabelRules(accept_palette=True))  # index or palette PNGs, as DeepLab's converter reads them
     for list_file in list_files:
         split = list_file.stem
         if split in layout.splits:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from segprep.datasets.adapter import ConvertContext, ConvertPlan
 from segprep.datasets.base import (
     DatasetLayout,
+    LabelRules,
     LayoutError,
     ListProblem,
     Sample,
     read_list_lines,
 )
-from segprep.ops.labels import LabelPolicy
 
 
 def find_voc_root(root: Path) -> Path:
@@ -34,7 +35,7 @@ def load_pascal_voc(root: Path, label_dir: str = "SegmentationClass", splits: li
     missing = [s for s in wanted if s not in available]
     if missing:
         raise LayoutError(f"{list_dir}: no list for split(s) {', '.join(missing)} (found: {', '.join(available)})")
-    layout = DatasetLayout({}, LabelPolicy(num_classes=21, ignore_label=255, accept_palette=True))
+    layout = DatasetLayout({}, LabelRules(accept_palette=True))  # VOC's labels are palette PNGs
     for split in wanted:
         entries, problems = read_list_lines(list_dir / f"{split}.txt", split)
         layout.problems.extend(problems)
@@ -46,3 +47,8 @@ def load_pascal_voc(root: Path, label_dir: str = "SegmentationClass", splits: li
             samples.append(Sample(stem, voc / "JPEGImages" / f"{stem}.jpg", voc / label_dir / f"{stem}.png"))
         layout.splits[split] = samples
     return layout
+
+
+def plan(context: ConvertContext) -> ConvertPlan:
+    layout = load_pascal_voc(context.root, context.options["label_dir"], context.splits)
+    return ConvertPlan(layout, context.registry.get("pascal_voc_seg"))

@@ -1,0 +1,42 @@
+"""The layouts `segprep convert` knows (name -> adapter) and the layout options they read, declared once.
+
+Adding a layout: a module with `plan(context) -> ConvertPlan`, one Adapter line here and, for a
+dataset with fixed classes, its entry in builtin_registry.yaml. The CLI needs nothing else.
+This module imports no adapter: `segprep --help` builds its options from it.
+"""
+
+from __future__ import annotations
+
+from segprep.datasets.adapter import Adapter, LayoutOption
+
+OPTIONS: dict[str, LayoutOption] = {
+    option.dest: option
+    for option in (
+        LayoutOption("--label-dir", "Label folder (e.g. SegmentationClassAug).", default="SegmentationClass"),
+        LayoutOption("--name", "The dataset's registry name (registered if new); cityscapes --classes: default cityscapes_<classes>."),
+        LayoutOption("--classes", "A subset dataset of these classes (e.g. car or person,rider): 1..k, all others 0."),
+        LayoutOption("--split", "NAME=FRACTION, repeatable (default train=0.9, val=0.1).", kind="pairs"),
+        LayoutOption("--seed", "Seed of the random split.", kind="int", default=0),
+        LayoutOption("--class-names", "Class names, one a line (default ROOT/class_names.txt).", kind="file"),
+        LayoutOption("--ignore-label", "Ignore label of a new dataset.", kind="byte", default=255),
+        LayoutOption("--colormap", "Colormap of a new dataset.", default="pascal"),
+    )
+}
+
+ADAPTERS: dict[str, Adapter] = {
+    adapter.name: adapter
+    for adapter in (
+        Adapter("pascal_voc_seg", "PASCAL VOC 2012 (JPEGImages/, a label folder, ImageSets/Segmentation/*.txt)", "one per list: train, val, trainval", "segprep.datasets.pascal_voc", ("label_dir",)),
+        Adapter("cityscapes", "Cityscapes (leftImg8bit/, gtFine/, gtCoarse/); trainIds made where missing", "train, val, test; add trainval, train_extra", "segprep.datasets.cityscapes", ("classes", "name")),
+        Adapter("camvid", "CamVid in SegNet's layout (train/ trainannot/ ... and {split}.txt)", "train, val, test; add trainval", "segprep.datasets.camvid"),
+        Adapter("kitti_road", "KITTI road (training/image_2/, training/gt_image_2/)", "train, val (seeded, per category), trainval", "segprep.datasets.kitti_road", ("seed",)),
+        Adapter("ade20k", "ADE20K scene parsing (ADEChallengeData2016/images/, annotations/)", "train, val; add trainval", "segprep.datasets.ade20k"),
+        Adapter("labelme", "the VOC folder `segprep labelme` wrote", "one per non-empty list", "segprep.datasets.labelme", ("name", "colormap")),
+        Adapter("folder", "any ROOT/images/ + ROOT/labels/ with matching stems", "seeded: --split NAME=FRACTION", "segprep.datasets.folder", ("name", "split", "seed", "class_names", "ignore_label", "colormap")),
+    )
+}
+
+
+def readers_of(dest: str) -> list[str]:
+    """The layouts that read an option, in catalog order."""
+    return [name for name, adapter in ADAPTERS.items() if dest in adapter.options]
