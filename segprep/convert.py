@@ -39,6 +39,18 @@ def check_output_folder(out_dir: Path, inputs: Sequence[Path], layout: DatasetLa
             raise OutputLocationError(f"{out_dir}: --out holds input files (in {folder}); choose a folder outside the inputs")
 
 
+def prepare_output(out_dir: Path, splits: list[str]) -> None:
+    """Under the output lock: remove what killed runs left, and refuse shard-named files segprep did not write."""
+    remove_stale_temporaries(out_dir)
+    foreign = [path for split in splits for path in foreign_shards(out_dir, split)]
+    if foreign:
+        shown = ", ".join(p.name for p in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise SegprepError(
+            f"{out_dir}: holds {len(foreign)} shard file(s) that segprep did not write ({shown}); "
+            "move them away or choose another --out"
+        )
+
+
 def write_layout(
     layout: DatasetLayout,
     entry: DatasetEntry,
@@ -63,14 +75,7 @@ def write_layout(
     progress = progress or NoProgress()
     results: list[SplitResult] = []
     with exclusive_output(options.out_dir) as out_dir:
-        remove_stale_temporaries(out_dir)
-        foreign = [path for split in layout.splits for path in foreign_shards(out_dir, split)]
-        if foreign:
-            shown = ", ".join(p.name for p in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise SegprepError(
-                f"{out_dir}: holds {len(foreign)} shard file(s) that segprep did not write ({shown}); "
-                "move them away or choose another --out"
-            )
+        prepare_output(out_dir, list(layout.splits))
         with OrderedPool(workers) as pool:
             for split, samples in layout.splits.items():
                 advance = progress.task(f"{entry.name} {split}", len(samples))
@@ -87,14 +92,19 @@ def write_layout(
                         advance=advance,
                     )
                 )
-    if registry_path is not None and results and all(r.status != "failed" for r in results):
-        sizes = {r.split: r.records for r in results}
-        data_dir = str(options.out_dir.resolve())
-        if register:
-            # One write that adds or updates the entry with its split sizes (others recorded earlier are kept).
-            current = load_registry(registry_path).datasets.get(entry.name)
-            known = {**(current.splits if current else {}), **entry.splits, **sizes}
-            register_dataset(registry_path, dataclasses.replace(entry, splits=known, data_dir=data_dir))
-        else:
-            record_splits(registry_path, entry.name, sizes, data_dir=data_dir)
+    record_results(results, entry, str(options.out_dir.resolve()), registry_path, register)
     return results
+
+
+def record_results(results: list[SplitResult], entry: DatasetEntry, data_dir: str, registry_path: Path | None, register: bool) -> None:
+    """Split sizes (and, with register, the entry itself) into the registry, only when no split failed."""
+    if registry_path is None or not results or any(r.status == "failed" for r in results):
+        return
+    sizes = {r.split: r.records for r in results}
+    if register:
+        # One write that adds or updates the entry with its split sizes (others recorded earlier are kept).
+        current = load_registry(registry_path).datasets.get(entry.name)
+        known = {**(current.splits if current else {}), **entry.splits, **sizes}
+        register_dataset(registry_path, dataclasses.replace(entry, splits=known, data_dir=data_dir))
+    else:
+        record_splits(registry_path, entry.name, sizes, data_dir=data_dir)

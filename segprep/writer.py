@@ -307,7 +307,8 @@ def remove_stale_temporaries(out_dir: Path) -> None:
 
     Only call this while holding the output lock (segprep.outlock): then no live run owns them.
     """
-    for path in [*out_dir.glob(".tmp-*"), *out_dir.glob(".*.manifest.json.*.tmp")]:
+    leftovers = (".tmp-*", ".*.manifest.json.*.tmp", ".*.beam.tmp", ".*.beam-result.json")  # the last two: --runner beam
+    for path in [p for pattern in leftovers for p in out_dir.glob(pattern)]:
         path.unlink(missing_ok=True)
 
 
@@ -330,11 +331,10 @@ def write_split(
     """
     options.out_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_split(split, samples, policy, options, dataset=dataset, registry_entry=registry_entry, list_problems=list_problems)
-    previous = read_manifest(plan.manifest)
-    if previous is not None and previous.get("fingerprint") == plan.fingerprint and _shards_intact(plan.out_dir, previous):
+    current = up_to_date(plan)
+    if current is not None:
         advance(len(samples))
-        skipped = [BadSample(**b) for b in previous.get("skipped", [])]
-        return SplitResult(split, "up to date", previous["num_records"], plan.num_shards, skipped)
+        return current
     owned = owned_shard_files(plan.out_dir, split)
     with os_errors_name(plan.out_dir):
         done = _resume(plan)
@@ -344,6 +344,52 @@ def write_split(
             _discard(plan)
             return SplitResult(split, "failed", 0, plan.num_shards, bad)
         return _finalize(plan, owned, len(done))
+
+
+def up_to_date(plan: SplitPlan) -> SplitResult | None:
+    """The split's result when its manifest already records this exact plan and its shards are intact."""
+    previous = read_manifest(plan.manifest)
+    if previous is None or previous.get("fingerprint") != plan.fingerprint or not _shards_intact(plan.out_dir, previous):
+        return None
+    skipped = [BadSample(**b) for b in previous.get("skipped", [])]
+    return SplitResult(plan.split, "up to date", previous["num_records"], plan.num_shards, skipped)
+
+
+def shard_outcome(plan: SplitPlan, index: int, size: int, entries: list[dict[str, Any]], bad: list[BadSample]) -> dict[str, Any]:
+    """What is known of one finished shard (a journal line; the Beam runner makes the same)."""
+    for entry in entries:
+        entry["shard"] = index
+    return {
+        "shard": index,
+        "file": plan.names[index],
+        "key": plan.shard_keys[index],
+        "bytes": size,
+        "samples": entries,
+        "skipped": [asdict(b) for b in bad],
+    }
+
+
+def manifest_document(plan: SplitPlan, outcomes: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The split's manifest from the outcomes of all its shards (whichever runner wrote them)."""
+    shards = [{"file": plan.names[i], "records": len(outcomes[i]["samples"]), "bytes": outcomes[i]["bytes"]} for i in range(plan.num_shards)]
+    written = [entry for i in range(plan.num_shards) for entry in outcomes[i]["samples"]]
+    skipped = [asdict(p) for p in plan.problems] + [b for i in range(plan.num_shards) for b in outcomes[i]["skipped"]]
+    return {
+        "format": MANIFEST_FORMAT,
+        "dataset": plan.parameters["dataset"],
+        "split": plan.split,
+        "num_records": len(written),
+        "num_shards": plan.num_shards,
+        "fingerprint": plan.fingerprint,
+        "parameters": plan.parameters,
+        "shards": shards,
+        "skipped": skipped,
+        "samples": written,
+    }
+
+
+def written_result(document: dict[str, Any], resumed: int = 0) -> SplitResult:
+    return SplitResult(document["split"], "written", document["num_records"], document["num_shards"], [BadSample(**b) for b in document["skipped"]], resumed)
 
 
 def _resume(plan: SplitPlan) -> set[int]:
@@ -402,17 +448,7 @@ def _assemble(
             handle.close()
             handle = None
         os.replace(temporary(i), plan.staged(i))
-        append_journal(
-            plan.journal,
-            {
-                "shard": i,
-                "file": plan.names[i],
-                "key": plan.shard_keys[i],
-                "bytes": _file_size(plan.staged(i)),
-                "samples": entries[i],
-                "skipped": [asdict(b) for b in shard_bad[i]],
-            },
-        )
+        append_journal(plan.journal, shard_outcome(plan, i, _file_size(plan.staged(i)), entries[i], shard_bad[i]))
 
     encode = functools.partial(encode_chunk, policy=policy, checks=plan.checks)
     try:
@@ -436,8 +472,6 @@ def _assemble(
                 if handle is None:
                     handle = open(temporary(i), "wb")
                 append_file(handle, path)
-                for entry in chunk_entries:
-                    entry["shard"] = i
                 entries[i].extend(chunk_entries)
             path.unlink(missing_ok=True)
             if not remaining[i] and not failed:
@@ -459,33 +493,16 @@ def _assemble(
 
 def _finalize(plan: SplitPlan, owned: set[str], resumed: int) -> SplitResult:
     """Publish the staged shards under their final names, drop the split's old shards, then write the manifest."""
-    journal = read_journal(plan.journal)
-    shards = [{"file": plan.names[i], "records": len(journal[i]["samples"]), "bytes": journal[i]["bytes"]} for i in range(plan.num_shards)]
-    written = [entry for i in range(plan.num_shards) for entry in journal[i]["samples"]]
-    skipped = [asdict(p) for p in plan.problems] + [b for i in range(plan.num_shards) for b in journal[i]["skipped"]]
+    document = manifest_document(plan, read_journal(plan.journal))
     # From here until the new manifest exists the split is not finished: the old manifest goes first.
     plan.manifest.unlink(missing_ok=True)
     for i in range(plan.num_shards):
         os.replace(plan.staged(i), plan.out_dir / plan.names[i])
     for name in owned - set(plan.names):
         (plan.out_dir / name).unlink(missing_ok=True)  # this split's shards of an earlier run with another shard count
-    write_json_atomic(
-        plan.manifest,
-        {
-            "format": MANIFEST_FORMAT,
-            "dataset": plan.parameters["dataset"],
-            "split": plan.split,
-            "num_records": len(written),
-            "num_shards": plan.num_shards,
-            "fingerprint": plan.fingerprint,
-            "parameters": plan.parameters,
-            "shards": shards,
-            "skipped": skipped,
-            "samples": written,
-        },
-    )
+    write_json_atomic(plan.manifest, document)
     plan.journal.unlink(missing_ok=True)
-    return SplitResult(plan.split, "written", len(written), plan.num_shards, [BadSample(**b) for b in skipped], resumed)
+    return written_result(document, resumed)
 
 
 def _discard(plan: SplitPlan) -> None:

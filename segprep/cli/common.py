@@ -119,7 +119,7 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]], quiet: bo
         click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
 
 
-def report_split_results(results: list[Any], out_dir: Path, quiet: bool) -> None:
+def report_split_results(results: list[Any], out_dir: Path | str, quiet: bool) -> None:
     """Summary table of written splits; every refused file on stderr; exit 1 if any split failed."""
     rows = [[r.split, r.status, r.records, r.shards, len(r.bad), r.resumed_shards] for r in results]
     print_table(f"TFRecords in {out_dir}", ["split", "status", "records", "shards", "skipped/bad", "resumed"], rows, quiet)

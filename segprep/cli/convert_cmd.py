@@ -73,23 +73,27 @@ Examples:
 )
 @click.argument("dataset", type=click.Choice(list(ADAPTERS)))
 @click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="The dataset folder.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Where shards and manifests go.")
+@click.option("--out", "out_text", required=True, metavar="DIRECTORY", help="Where shards and manifests go (with --runner beam also a URL such as gs://bucket/folder).")
 @click.option("--splits", default=None, help="Comma-separated splits to write (default: every split the layout has, see Layouts below).")
 @click.option("--num-shards", type=click.IntRange(min=1), default=None, help="Shards per split (default: max(min(4, N), ceil(bytes/128 MiB))).")
 @click.option("--skip-invalid", is_flag=True, help="Write the valid samples and record the bad ones in the manifest.")
 @click.option("--decode-images", is_flag=True, help="Also decode every image in full (PNG: inflate all image data; JPEG: full-size decode): catches damage inside PNG image data that the default chunk CRC check cannot see. CamVid: about 1.6x the time of the default checks.")
 @layout_options
+@click.option("--runner", type=click.Choice(["local", "beam"]), default="local", show_default=True, help="local: this machine's cores (resumable). beam: an Apache Beam pipeline, same files byte for byte (pip install 'segprep[beam]').")
+@click.option("--beam-pipeline-options", default=None, metavar="K=V,...", help="Beam pipeline options, e.g. runner=DirectRunner,direct_num_workers=2 or runner=DataflowRunner,project=P,region=R,temp_location=gs://... (default: runner=DirectRunner).")
 @workers_option
 @quiet_option
 @registry_option
 def convert(
     dataset: str,
     root: Path,
-    out_dir: Path,
+    out_text: str,
     splits: str | None,
     num_shards: int | None,
     skip_invalid: bool,
     decode_images: bool,
+    runner: str,
+    beam_pipeline_options: str | None,
     workers: int | None,
     quiet: bool,
     registry: Path | None,
@@ -109,9 +113,18 @@ def convert(
     if foreign:
         takes = ", ".join(OPTIONS[d].flag for d in adapter.options) or "none"
         raise click.UsageError(f"{', '.join(foreign)}: not an option of {dataset} (its layout options: {takes})")
+    if beam_pipeline_options is not None and runner != "beam":
+        raise click.UsageError("--beam-pipeline-options needs --runner beam")
+    remote = "://" in out_text
+    if remote and runner != "beam":
+        raise click.UsageError(f"--out {out_text}: a URL needs --runner beam")
+    out_dir = Path(out_text)
+    if not remote and out_dir.exists() and not out_dir.is_dir():
+        raise click.BadParameter(f"{out_text!r} is a file, not a directory", param_hint="'--out'")
     wanted = [s.strip() for s in splits.split(",") if s.strip()] if splits else None
     reg = load_registry_or_exit(registry)
-    check_output_location(out_dir, [root], "--out")  # before any work (Cityscapes writes trainIds first)
+    if not remote:
+        check_output_location(out_dir, [root], "--out")  # before any work (Cityscapes writes trainIds first)
     context = ConvertContext(root, wanted, {d: given[d] for d in adapter.options}, reg, resolve_workers(workers), quiet)
     try:
         plan = adapter.plan(context)
@@ -129,8 +142,26 @@ def convert(
         layout.splits = {s: layout.splits[s] for s in wanted}
     options = WriterOptions(out_dir=out_dir, num_shards=num_shards, skip_invalid=skip_invalid, decode_images=decode_images)
     inputs = [root, *plan.inputs]
-    with progress_bar(quiet) as progress:
-        # New entries (and labelme's, whose classes may have changed) are registered only once
-        # every split is written: write_layout(register=True) does it in the same registry write.
-        results = write_layout(layout, plan.entry, options, context.workers, progress, reg.path, inputs=inputs, register=plan.register)
-    report_split_results(results, out_dir, quiet)
+    # New entries (and labelme's, whose classes may have changed) are registered only once every
+    # split is written: write_layout(register=True) does it in the same registry write.
+    if runner == "beam":
+        results = _write_with_beam(plan, options, beam_pipeline_options, reg.path, inputs, out_text if remote else None, quiet)
+    else:
+        with progress_bar(quiet) as progress:
+            results = write_layout(layout, plan.entry, options, context.workers, progress, reg.path, inputs=inputs, register=plan.register)
+    report_split_results(results, out_text, quiet)
+
+
+def _write_with_beam(plan: Any, options: Any, beam_options: str | None, registry: Path, inputs: list[Path], out_url: str | None, quiet: bool) -> Any:
+    from segprep.beam_writer import BeamUnavailableError, pipeline_flags, write_layout_beam
+
+    try:
+        flags = pipeline_flags(beam_options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not quiet:
+        click.echo(f"Beam pipeline: {' '.join(flags)}", err=True)
+    try:
+        return write_layout_beam(plan.layout, plan.entry, options, beam_options, registry, inputs=inputs, register=plan.register, out_url=out_url)
+    except BeamUnavailableError as exc:
+        fail([], str(exc))

@@ -31,6 +31,7 @@ ADAPTERS: dict[str, Adapter] = {
         Adapter("camvid", "CamVid in SegNet's layout (train/ trainannot/ ... and {split}.txt)", "train, val, test; add trainval", "segprep.datasets.camvid"),
         Adapter("kitti_road", "KITTI road (training/image_2/, training/gt_image_2/)", "train, val (seeded, per category), trainval", "segprep.datasets.kitti_road", ("seed",)),
         Adapter("ade20k", "ADE20K scene parsing (ADEChallengeData2016/images/, annotations/)", "train, val; add trainval", "segprep.datasets.ade20k"),
+        Adapter("mapillary_vistas", "Mapillary Vistas v1.2 ({training,validation}/images/, v1.2/labels/)", "train, val; add trainval", "segprep.datasets.mapillary_vistas"),
         Adapter("labelme", "the VOC folder `segprep labelme` wrote", "one per non-empty list", "segprep.datasets.labelme", ("name", "colormap")),
         Adapter("folder", "any ROOT/images/ + ROOT/labels/ with matching stems", "seeded: --split NAME=FRACTION", "segprep.datasets.folder", ("name", "split", "seed", "class_names", "ignore_label", "colormap")),
     )
