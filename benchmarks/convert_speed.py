@@ -19,6 +19,9 @@ tf.train.Example layout:
   process with TensorFlow: GFile read, decode image and label to get their shapes, check they match,
   remap 11 -> 255 with numpy, re-encode the label with tf.io.encode_png, tf.train.Example,
   tf.io.TFRecordWriter.
+- segprep --runner beam: the same conversion as an Apache Beam pipeline on the DirectRunner with
+  one worker process per core (only when apache-beam, the [beam] extra, is installed); every file
+  it writes must have the local runner's sha256.
 - raw byte copy: read the two files and write them framed with segprep's encode_example /
   frame_record; no TensorFlow, no decode, no checks, labels copied unchanged, height/width constant.
   This is the I/O + serialisation limit.
@@ -32,6 +35,8 @@ the top so that the raw baseline's process pays for nothing it does not use.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import math
 import os
 import shutil
@@ -171,12 +176,16 @@ def timed_run(command: list[str], out: Path, env: dict[str, str]) -> float:
     return elapsed
 
 
-def median_seconds(name: str, make_command, repeat: int, env: dict[str, str]) -> float:
+def median_seconds(name: str, make_command, repeat: int, env: dict[str, str], digests: dict[str, str] | None = None) -> float:
+    """Median wall time; digests (when given) receives the sha256 of every file the last run wrote."""
     times = []
     for run in range(repeat):
         with tempfile.TemporaryDirectory(prefix="segprep-bench-") as tmp:
             out = Path(tmp) / "out"
             times.append(timed_run(make_command(out), out, env))
+            if digests is not None:
+                digests.clear()
+                digests.update({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())})
         print(f"  {name}: run {run + 1}/{repeat} {times[-1]:.2f} s, {EXPECTED_RECORDS} records", flush=True)
     return statistics.median(times)
 
@@ -245,11 +254,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.workers if args.workers is not None else 'default (all cores)'}; repeat: {args.repeat}",
               flush=True)
         load_before = load_average()
-        t_segprep = median_seconds("segprep", segprep_command, args.repeat, env)
+        local_files: dict[str, str] = {}
+        t_segprep = median_seconds("segprep", segprep_command, args.repeat, env, local_files)
         t_decode = median_seconds("decode-everything", baseline_command("decode"), args.repeat, env)
         t_raw = median_seconds("raw byte copy", baseline_command("raw"), args.repeat, env)
         t_full = median_seconds("segprep --decode-images", lambda out: segprep_command(out, "--decode-images"),
                                 args.repeat, env)
+        beam_files: dict[str, str] = {}
+        t_beam = None
+        if importlib.util.find_spec("apache_beam") is not None:  # the [beam] extra
+            beam_options = f"runner=DirectRunner,direct_num_workers={args.workers or usable}"
+            t_beam = median_seconds("segprep --runner beam", lambda out: [*segprep_command(out), "--runner", "beam", "--beam-pipeline-options", beam_options],
+                                    args.repeat, env, beam_files)
         load_after = load_average()
 
     faster = t_decode / t_segprep
@@ -262,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         ["segprep convert camvid --decode-images", f"{t_full:.2f}", DECODE_NAME, f"{t_decode:.2f}",
          f"×{t_decode / t_full:.1f} faster"],
     ]
+    if t_beam is not None:
+        rows.append([f"segprep convert camvid --runner beam ({beam_options})", f"{t_beam:.2f}", "segprep convert camvid (local runner)",
+                     f"{t_segprep:.2f}", f"×{t_beam / t_segprep:.2f} the time"])
     print()
     print(f"median of {args.repeat} end-to-end runs (process start to exit), {EXPECTED_RECORDS} records each, "
           f"{cores} cores, 1-minute load average {load_before} before and {load_after} after")
@@ -270,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, seconds in (("segprep", t_segprep), ("segprep --decode-images", t_full),
                           ("decode-everything", t_decode), ("raw byte copy", t_raw)):
         print(f"{name:<23} {EXPECTED_RECORDS / seconds:8.1f} images/s")
+    if t_beam is not None:
+        same = local_files == beam_files
+        print(f"{'segprep --runner beam':<23} {EXPECTED_RECORDS / t_beam:8.1f} images/s")
+        print(f"--runner beam files: {len(beam_files)}, every sha256 equal to the local runner's: {'yes' if same else 'NO'}")
+        for name in sorted(set(local_files) | set(beam_files)):
+            print(f"  {local_files.get(name, '-')[:16]}  {beam_files.get(name, '-')[:16]}  {name}")
+    else:
+        print("--runner beam: not measured (apache-beam is not installed: pip install -e '.[beam]')")
     print()
     print(f"goal ≥ 5× faster than decode-everything: {'met' if faster >= 5 else 'NOT met'} (×{faster:.1f})")
     print(f"goal ≤ 2× the raw byte copy limit:       {'met' if of_limit <= 2 else 'NOT met'} (×{of_limit:.2f})")

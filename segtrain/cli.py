@@ -220,8 +220,9 @@ Examples:
 @click.option("--bn-recompute-batches", type=click.IntRange(min=0), default=20, show_default=True, help="Before each checkpoint and evaluation, set batch-norm statistics to their average over N training batches (0: keep the moving averages).")
 @click.option("--eval-every", type=click.IntRange(min=0), default=0, show_default=True, help="Evaluate --eval-split every N steps and at the end: TensorBoard, a terminal line, the best model in LOGDIR/best (0: off).")
 @click.option("--eval-split", default="val", show_default=True, help="The split --eval-every scores (full resolution, as segtrain eval).")
+@click.option("--sync-bn", is_flag=True, help="Batch-norm moments over the global batch of all replicas (several GPUs or workers), not each replica's own.")
 @registry_option
-def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, depth_multiplier, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, bn_recompute_batches, eval_every, eval_split, head_filters, optimizer, label_smoothing, min_scale, max_scale, scale_step, registry):  # type: ignore[no-untyped-def]
+def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, depth_multiplier, output_stride, aspp, decoder, bn_momentum, backbone_weights, learning_rate, warmup_steps, weight_decay, class_weights, top_k_percent, checkpoint_every, summary_every, init_checkpoint, init_mode, mixed_precision, xla, seed, bn_recompute_batches, eval_every, eval_split, head_filters, optimizer, label_smoothing, min_scale, max_scale, scale_step, sync_bn, registry):  # type: ignore[no-untyped-def]
     """Train DeepLabv3+ with DeepLab's augmentation, poly LR and the ignore-masked loss.
 
     Refused before any training: an empty split, a --logdir that is, is inside or contains --data
@@ -290,7 +291,7 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
         checkpoint_every=checkpoint_every, summary_every=summary_every, image_summary_every=max(summary_every, checkpoint_every),
         init_checkpoint=init_checkpoint, init_mode=init_mode, seed=seed, colormap=_colormap(entry), xla=xla,
         bn_recompute_batches=bn_recompute_batches, eval_every=eval_every, eval_split=eval_split,
-        optimizer=optimizer, min_scale=min_scale, max_scale=max_scale, scale_step=scale_step,
+        optimizer=optimizer, min_scale=min_scale, max_scale=max_scale, scale_step=scale_step, sync_batch_norm=sync_bn,
     )
 
     with _progress(steps, batch_size, summary_every) as on_step:
@@ -298,7 +299,10 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
     if result.start_step == result.end_step:
         click.echo(f"{logdir} is already at step {result.end_step} of {steps}: nothing to train (raise --steps to continue)")
         return
-    click.echo(f"trained steps {result.start_step}..{result.end_step}: {result.seconds_per_step:.3f} s/step, {result.images_per_second:.1f} images/s; checkpoints in {logdir}")
+    where = f"checkpoints in {logdir}" if result.chief else "the chief wrote the checkpoints; this worker's own files are removed"
+    click.echo(f"trained steps {result.start_step}..{result.end_step}: {result.seconds_per_step:.3f} s/step, {result.images_per_second:.1f} images/s; {where}")
+    if result.workers > 1 or result.replicas > 1:
+        click.echo(f"{result.workers} worker(s), {result.replicas} replica(s) in sync, global batch {batch_size}")
     if eval_every:
         from segtrain.fit_eval import BEST_DIR, EvalHistory
 

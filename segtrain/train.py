@@ -18,8 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from segtrain.bn_stats import PreciseBatchNorm
+from segtrain.bn_stats import PreciseBatchNorm, batch_norm_layers
 from segtrain.data import AugmentConfig, record_files, require_records, train_dataset
+from segtrain.distribute import Cluster, choose_strategy, cluster_from_env, shard_policy, write_location
 from segtrain.errors import CheckpointError, RunFileError, SegtrainError, TrainingDiverged, tf_message
 from segtrain.fit_eval import FitEvaluator, eval_due, prepare_evaluation
 from segtrain.losses import LossConfig, PolyDecay, segmentation_loss
@@ -60,6 +61,7 @@ class FitConfig:
     min_scale: float = 0.5  # random scale augmentation, DeepLab's flags and defaults; segtrain.data.random_scale
     max_scale: float = 2.0
     scale_step: float = 0.25
+    sync_batch_norm: bool = False  # batch-norm moments over the global batch of every replica (segtrain.distribute)
 
 
 def save_run(logdir: Path, dataset: str | None, model_config: ModelConfig, ignore_label: int, colormap: list[list[int]], class_names: list[str], extra: dict | None = None) -> None:
@@ -311,12 +313,6 @@ def _copy_variables(targets: dict[str, keras.Variable], sources: dict[str, keras
     return list(targets)
 
 
-def choose_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over all GPUs when there are several; otherwise the default (one device)."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-
-
 def make_train_step(
     model: keras.Model, optimizer: keras.optimizers.Optimizer, loss_config: LossConfig, strategy: tf.distribute.Strategy | None = None, xla: bool = False,
     regularizer: Callable[[], tf.Tensor] | None = None,
@@ -370,6 +366,9 @@ class FitResult:
     seconds_per_step: float
     images_per_second: float
     notes: list[str] = field(default_factory=list)  # where the starting weights came from
+    workers: int = 1
+    replicas: int = 1
+    chief: bool = True  # this process wrote the logdir (always, but for the other workers of a cluster)
 
 
 def fit(
@@ -387,26 +386,43 @@ def fit(
     for a first batch) and a logdir whose checkpoints cannot be resumed with this model. A loss
     or weights that become NaN or infinite stop training before anything of them is saved.
     """
+    cluster = cluster_from_env()
+    strategy = choose_strategy(cluster)  # first: a cluster's collective ops are configured before TensorFlow runs anything
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    logdir = config.logdir
     files = record_files(config.data_dir, config.split)
     require_records(files, config.data_dir, config.split)
     evaluation = prepare_evaluation(config, model_config.num_classes, loss_config.ignore_label, class_names)  # --eval-split checked before training
-    check_resumable(logdir, model_config, config.optimizer)
-    strategy = choose_strategy()
+    check_resumable(config.logdir, model_config, config.optimizer)
+    if not cluster.is_chief:
+        on_step = on_note = None  # the chief reports
+    with write_location(config.logdir, cluster) as write_dir:
+        return _train(dataset, model_config, loss_config, config, class_names, strategy, cluster, files, evaluation, write_dir, on_step, on_note)
+
+
+def _train(  # type: ignore[no-untyped-def]
+    dataset: str, model_config: ModelConfig, loss_config: LossConfig, config: FitConfig, class_names: list[str],
+    strategy: tf.distribute.Strategy, cluster: Cluster, files: list[str], evaluation, write_dir: Path,
+    on_step: Callable[[int, float, float], None] | None, on_note: Callable[[str], None] | None,
+) -> FitResult:
+    """fit's loop; every worker of a cluster runs it alike, writing into write_dir (the logdir for the chief)."""
+    logdir = config.logdir
     with strategy.scope():
         model = build_deeplab(model_config)
+        if config.sync_batch_norm:
+            for layer in batch_norm_layers(model):
+                layer.synchronized = True  # Keras' cross-replica moments (read at call time, before any step is traced)
         schedule = PolyDecay(config.learning_rate, config.steps, warmup_steps=config.warmup_steps)
         optimizer = make_optimizer(config.optimizer, schedule, model, config.momentum, config.weight_decay)
         if keras.mixed_precision.global_policy().compute_dtype == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow unscaled
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-    manager = tf.train.CheckpointManager(checkpoint, str(logdir), max_to_keep=3, checkpoint_name="ckpt")
+    manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=3, checkpoint_name="ckpt")
     notes = []
-    if manager.latest_checkpoint:
-        restore_checkpoint(checkpoint, manager.latest_checkpoint, describe_model(model_config, "this fit"), verified=True)
+    latest = tf.train.latest_checkpoint(str(logdir))  # every worker resumes from the chief's logdir
+    if latest:
+        restore_checkpoint(checkpoint, latest, describe_model(model_config, "this fit"), verified=True)
     else:
         if model_config.backbone_weights is not None:
             notes.append(f"backbone weights: {load_backbone_weights(model, model_config)}")
@@ -416,23 +432,30 @@ def fit(
         for note in notes:
             if on_note is not None:
                 on_note(note)
-    save_run(logdir, dataset, model_config, loss_config.ignore_label, config.colormap, class_names, extra={"optimizer": config.optimizer})
+    save_run(write_dir, dataset, model_config, loss_config.ignore_label, config.colormap, class_names, extra={"optimizer": config.optimizer})
     augment = AugmentConfig(
         crop_height=config.crop_height, crop_width=config.crop_width, ignore_label=loss_config.ignore_label, mean_pixel=MEAN_PIXEL,
         min_scale=config.min_scale, max_scale=config.max_scale, scale_step=config.scale_step,
     )
-    batches = iter(strategy.experimental_distribute_dataset(train_dataset(files, augment, config.batch_size, seed=config.seed)))
+    source = train_dataset(files, augment, config.batch_size, seed=config.seed)
+    if cluster.multi_worker:  # each worker trains on its own part of the split
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = shard_policy(files, cluster)
+        source = source.with_options(options)
+    batches = iter(strategy.experimental_distribute_dataset(source))
     num_classes = model_config.num_classes
 
     regularizer = loss_regularizer(config.optimizer, model, config.weight_decay)
     train_step = make_train_step(model, optimizer, loss_config, strategy, config.xla, regularizer=regularizer)
+    # Every worker averages the same batches (one seed), so that all hold the same statistics.
+    bn_seed = config.seed + 1 if config.seed is not None else (0 if cluster.multi_worker else None)
     refresh_batch_norm = PreciseBatchNorm(
-        model, lambda: train_dataset(files, augment, config.batch_size, seed=None if config.seed is None else config.seed + 1),
+        model, lambda: train_dataset(files, augment, config.batch_size, seed=bn_seed),
         config.bn_recompute_batches, lambda iterator: _next_batch(iterator, config),
     )
-    evaluator = None if evaluation is None else FitEvaluator(model, *evaluation, logdir)
+    evaluator = None if evaluation is None else FitEvaluator(model, *evaluation, write_dir)
 
-    writer = tf.summary.create_file_writer(str(logdir / "train"))
+    writer = tf.summary.create_file_writer(str(write_dir / "train"))
     start = int(step.numpy())
     losses: list[float] = []
     confusion = np.zeros((num_classes, num_classes), np.int64)
@@ -477,7 +500,10 @@ def fit(
             on_step(current, loss_value, elapsed)
     writer.flush()
     per_step = timed_seconds / timed_steps if timed_steps else float("nan")
-    return FitResult(start, int(step.numpy()), losses, per_step, config.batch_size / per_step if timed_steps else float("nan"), notes)
+    return FitResult(
+        start, int(step.numpy()), losses, per_step, config.batch_size / per_step if timed_steps else float("nan"), notes,
+        workers=cluster.workers, replicas=strategy.num_replicas_in_sync, chief=cluster.is_chief,
+    )
 
 
 def check_resumable(logdir: Path, model_config: ModelConfig, optimizer: str = "sgd") -> None:

@@ -18,9 +18,17 @@ import tensorflow as tf
 class FusedBatchNormalization(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization, with float32 NHWC training steps on TF's fused kernel."""
 
+    def add_weight(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        # Under a tf.distribute strategy each replica updates the moving statistics with its own
+        # batch's moments: "mean" makes that update the replicas' average (Keras' default, "none",
+        # cannot be assigned in a replica at all). One device: no difference.
+        if kwargs.get("name") in ("moving_mean", "moving_variance"):
+            kwargs.setdefault("aggregation", "mean")
+        return super().add_weight(*args, **kwargs)
+
     def _fusable(self, inputs: tf.Tensor, training: bool | None, mask: tf.Tensor | None) -> bool:
         return bool(
-            training and self.trainable and mask is None and not self.renorm and self.center and self.scale
+            training and self.trainable and mask is None and not self.renorm and not self.synchronized and self.center and self.scale
             and inputs.dtype == tf.float32 and inputs.shape.rank == 4 and self.axis in (3, -1)
             and self.epsilon > 1.001e-5  # the kernel raises smaller epsilons to 1.001e-5
         )
