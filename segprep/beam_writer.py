@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,9 @@ from segprep.datasets.adapter import label_policy
 from segprep.datasets.base import DatasetLayout
 from segprep.errors import SegprepError
 from segprep.ops.labels import LabelPolicy
+from segprep.problems import Problem
 from segprep.registry import DatasetEntry
 from segprep.writer import (
-    BadSample,
     SplitPlan,
     SplitResult,
     WriterOptions,
@@ -78,7 +77,7 @@ def _join(folder: str, name: str) -> str:
     return FileSystems.join(folder, name)  # type: ignore[no-any-return]
 
 
-def _encode(element: tuple[tuple[int, int], int, Any], policy: LabelPolicy, checks: Any) -> tuple[tuple[int, int], tuple[int, bytes | None, dict[str, Any] | None, list[BadSample]]]:
+def _encode(element: tuple[tuple[int, int], int, Any], policy: LabelPolicy, checks: Any) -> tuple[tuple[int, int], tuple[int, bytes | None, dict[str, Any] | None, list[Problem]]]:
     """One sample -> its shard's key and (position, framed record, manifest entry, bad)."""
     key, position, sample = element
     outcome = encode_sample(sample, policy, checks)
@@ -88,7 +87,7 @@ def _encode(element: tuple[tuple[int, int], int, Any], policy: LabelPolicy, chec
     return key, (position, record, entry, [])
 
 
-def _write_shard(group: tuple[tuple[int, int], Any], out: str, plans: list[SplitPlan], skip_invalid: bool) -> tuple[int, tuple[int, bool, int, list[dict[str, Any]], list[BadSample]]]:
+def _write_shard(group: tuple[tuple[int, int], Any], out: str, plans: list[SplitPlan], skip_invalid: bool) -> tuple[int, tuple[int, bool, int, list[dict[str, Any]], list[Problem]]]:
     """Write one shard's records in plan order to its staged name, unless the split already failed."""
     from apache_beam.io.filesystems import FileSystems
 
@@ -119,7 +118,7 @@ def _finish_split(group: tuple[int, Any], out: str, plans: list[SplitPlan], owne
     staged = [_join(out, plan.staged(i).name) for i in range(plan.num_shards)]
     if (plan.problems and not skip_invalid) or any(s[1] for s in shards):
         FileSystems.delete([path for path in staged if FileSystems.exists(path)])
-        result = {"split": plan.split, "status": "failed", "records": 0, "shards": plan.num_shards, "bad": [asdict(b) for b in bad]}
+        result = {"split": plan.split, "status": "failed", "records": 0, "shards": plan.num_shards, "bad": [b.manifest_entry() for b in bad]}
     else:
         outcomes = {i: shard_outcome(plan, i, size, entries, shard_bad) for i, _, size, entries, shard_bad in shards}
         document = manifest_document(plan, outcomes)
@@ -233,5 +232,5 @@ def _write(layout: DatasetLayout, entry: DatasetEntry, options: WriterOptions, p
         with FileSystems.open(path) as handle:
             result = json.loads(handle.read().decode())
         FileSystems.delete([path])
-        results.append(SplitResult(result["split"], result["status"], result["records"], result["shards"], [BadSample(**b) for b in result["bad"]]))
+        results.append(SplitResult(result["split"], result["status"], result["records"], result["shards"], [Problem.from_manifest(b) for b in result["bad"]]))
     return results

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segprep.problems import Problem
 from segprep.errors import OutputLocationError
 from segprep.formats.png import encode_index_png
 from segprep.ops.cityscapes_labels import ID_TO_TRAIN_ID
@@ -86,24 +87,13 @@ class TrainIdOptions:
 
 
 @dataclass(frozen=True)
-class BadAnnotation:
-    """An annotation that could not be converted, and why (one line)."""
-
-    path: Path
-    reason: str
-
-    def line(self) -> str:
-        return f"{self.path}: {self.reason}"
-
-
-@dataclass(frozen=True)
 class TrainIdReport:
     """What a run did: annotations found, outputs written, existing outputs left alone, bad annotations."""
 
     found: int
     written: int
     skipped: int
-    bad: list[BadAnnotation]
+    bad: list[Problem]
 
 
 def subset_tag(classes: tuple[str, ...]) -> str:
@@ -188,13 +178,13 @@ def convert_annotations(
     folders = sorted({t.output.parent for t in tasks})
     _remove_stale(folders)
     todo = [t for t in tasks if not (options.skip_existing and t.output.is_file())]
-    bad: list[BadAnnotation] = []
+    bad: list[Problem] = []
     try:
         with OrderedPool(min(workers, max(1, len(todo)))) as pool, _progress(quiet) as progress:
             advance = progress.task(description, len(todo))
             for task, reason in zip(todo, pool.imap(_convert, todo, len(todo))):
                 if reason is not None:
-                    bad.append(BadAnnotation(task.annotation, reason))
+                    bad.append(Problem(str(task.annotation), reason))
                 advance(1)
     except BaseException:
         _remove_stale(folders)  # the pool is gone: every temporary left is a dead worker's

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from segprep.datasets.base import ListProblem, Sample
+from segprep.datasets.base import Sample
 from segprep.fileio import append_file
 from segprep.errors import os_errors_name
 from segprep.formats.example import encode_example
@@ -50,22 +50,11 @@ from segprep.manifest import (
 )
 from segprep.ops.labels import LabelError, LabelPolicy, prepare_label
 from segprep.parallel import OrderedPool
+from segprep.problems import Problem
 from segprep.schema import example_features, shard_name, shard_pattern
 
 DEFAULT_SHARD_BYTES = 128 * 1024 * 1024
 CHUNK_SIZE = 16  # samples per unit of work: small enough for smooth progress and balanced cores
-
-
-@dataclass(frozen=True)
-class BadSample:
-    """A sample that cannot be written, with the file at fault and a one-line reason."""
-
-    name: str
-    path: str
-    reason: str
-
-    def line(self) -> str:
-        return f"{self.path}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -90,19 +79,19 @@ class SplitResult:
     status: str
     records: int = 0
     shards: int = 0
-    bad: list[BadSample] = field(default_factory=list)  # refused (failed) or skipped (--skip-invalid)
+    bad: list[Problem] = field(default_factory=list)  # refused (failed) or skipped (--skip-invalid)
     resumed_shards: int = 0
 
 
 def encode_sample(
     sample: Sample, policy: LabelPolicy, checks: PayloadChecks = PayloadChecks()
-) -> tuple[bytes, dict[str, Any]] | list[BadSample]:
+) -> tuple[bytes, dict[str, Any]] | list[Problem]:
     """The framed TFRecord and manifest entry of one sample, or every reason it cannot be written.
 
     The image must pass `checks` (by default its structure plus a Huffman decode of JPEG scans),
     the label every check of prepare_label; what fails is reported, never stored.
     """
-    bad: list[BadSample] = []
+    bad: list[Problem] = []
     image_bytes = _read(sample.name, sample.image, "image", bad)
     label_bytes = _read(sample.name, sample.label, "label", bad)
     info = prepared = None
@@ -112,19 +101,15 @@ def encode_sample(
             check_image_payload(image_bytes, info, checks)
         except ImageFormatError as exc:
             info = None
-            bad.append(BadSample(sample.name, str(sample.image), str(exc)))
+            bad.append(Problem(str(sample.image), str(exc), name=sample.name))
     if label_bytes is not None:
         try:
             prepared = prepare_label(label_bytes, policy)
         except LabelError as exc:
-            bad.append(BadSample(sample.name, str(sample.label), str(exc)))
+            bad.append(Problem(str(sample.label), str(exc), name=sample.name))
     if info is not None and prepared is not None and (info.width, info.height) != (prepared.width, prepared.height):
         bad.append(
-            BadSample(
-                sample.name,
-                str(sample.label),
-                f"label is {prepared.width}x{prepared.height} but image {sample.image.name} is {info.width}x{info.height}",
-            )
+            Problem(str(sample.label), f"label is {prepared.width}x{prepared.height} but image {sample.image.name} is {info.width}x{info.height}", name=sample.name)
         )
     if bad or info is None or prepared is None or image_bytes is None or label_bytes is None:
         return bad
@@ -148,11 +133,11 @@ def encode_sample(
 
 def encode_chunk(
     job: tuple[Path, list[Sample]], policy: LabelPolicy, checks: PayloadChecks = PayloadChecks()
-) -> tuple[list[dict[str, Any]], list[BadSample]]:
+) -> tuple[list[dict[str, Any]], list[Problem]]:
     """Encode consecutive samples into one file of records (worker side); return their entries and the bad ones."""
     path, samples = job
     entries: list[dict[str, Any]] = []
-    bad: list[BadSample] = []
+    bad: list[Problem] = []
     with open(path, "wb") as handle:
         for sample in samples:
             outcome = encode_sample(sample, policy, checks)
@@ -170,15 +155,15 @@ def _remove_temporaries(out_dir: Path, split: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _read(name: str, path: Path, what: str, bad: list[BadSample]) -> bytes | None:
+def _read(name: str, path: Path, what: str, bad: list[Problem]) -> bytes | None:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        bad.append(BadSample(name, str(path), f"missing {what} file"))
+        bad.append(Problem(str(path), f"missing {what} file", name=name))
     except IsADirectoryError:
-        bad.append(BadSample(name, str(path), f"{what} path is a folder"))
+        bad.append(Problem(str(path), f"{what} path is a folder", name=name))
     except OSError as exc:
-        bad.append(BadSample(name, str(path), f"cannot read {what} ({exc.strerror})"))
+        bad.append(Problem(str(path), f"cannot read {what} ({exc.strerror})", name=name))
     return None
 
 
@@ -218,7 +203,7 @@ class SplitPlan:
     shard_keys: list[str]  # fingerprint of each shard's inputs and parameters
     fingerprint: str  # of the whole split, kept in the manifest
     parameters: dict[str, Any]
-    problems: list[BadSample]  # list problems found before any file was read
+    problems: list[Problem]  # list problems found before any file was read
     checks: PayloadChecks  # what every image must pass (recorded in parameters too)
 
     @property
@@ -245,7 +230,7 @@ def plan_split(
     *,
     dataset: str,
     registry_entry: dict[str, Any],
-    list_problems: list[ListProblem] = (),  # type: ignore[assignment]
+    list_problems: list[Problem] = (),  # type: ignore[assignment]
 ) -> SplitPlan:
     """Shard layout and fingerprints of a split, from file sizes and mtimes only (no file is read)."""
     stats = [_stat(s.image) + _stat(s.label) for s in samples]
@@ -264,7 +249,7 @@ def plan_split(
         _digest({"parameters": parameters, "shard": i, "samples": [[samples[k].name, str(samples[k].image), str(samples[k].label), stats[k]] for k in r]})
         for i, r in enumerate(ranges)
     ]
-    problems = [BadSample("", p.where, p.reason) for p in list_problems]
+    problems = list(list_problems)
     return SplitPlan(
         split=split,
         samples=samples,
@@ -272,7 +257,7 @@ def plan_split(
         names=[shard_name(split, i, num_shards) for i in range(num_shards)],
         ranges=ranges,
         shard_keys=shard_keys,
-        fingerprint=_digest({"shards": shard_keys, "problems": [asdict(p) for p in problems]}),
+        fingerprint=_digest({"shards": shard_keys, "problems": [p.manifest_entry() for p in problems]}),
         parameters=parameters,
         problems=problems,
         checks=options.payload_checks,
@@ -321,7 +306,7 @@ def write_split(
     *,
     dataset: str,
     registry_entry: dict[str, Any],
-    list_problems: list[ListProblem] = (),  # type: ignore[assignment]
+    list_problems: list[Problem] = (),  # type: ignore[assignment]
     advance: Callable[[int], None] = lambda n: None,
 ) -> SplitResult:
     """Write one split in three phases: plan, assemble (hidden, journalled, resumable), finalize.
@@ -351,11 +336,11 @@ def up_to_date(plan: SplitPlan) -> SplitResult | None:
     previous = read_manifest(plan.manifest)
     if previous is None or previous.get("fingerprint") != plan.fingerprint or not _shards_intact(plan.out_dir, previous):
         return None
-    skipped = [BadSample(**b) for b in previous.get("skipped", [])]
+    skipped = [Problem.from_manifest(b) for b in previous.get("skipped", [])]
     return SplitResult(plan.split, "up to date", previous["num_records"], plan.num_shards, skipped)
 
 
-def shard_outcome(plan: SplitPlan, index: int, size: int, entries: list[dict[str, Any]], bad: list[BadSample]) -> dict[str, Any]:
+def shard_outcome(plan: SplitPlan, index: int, size: int, entries: list[dict[str, Any]], bad: list[Problem]) -> dict[str, Any]:
     """What is known of one finished shard (a journal line; the Beam runner makes the same)."""
     for entry in entries:
         entry["shard"] = index
@@ -365,7 +350,7 @@ def shard_outcome(plan: SplitPlan, index: int, size: int, entries: list[dict[str
         "key": plan.shard_keys[index],
         "bytes": size,
         "samples": entries,
-        "skipped": [asdict(b) for b in bad],
+        "skipped": [b.manifest_entry() for b in bad],
     }
 
 
@@ -373,7 +358,7 @@ def manifest_document(plan: SplitPlan, outcomes: dict[int, dict[str, Any]]) -> d
     """The split's manifest from the outcomes of all its shards (whichever runner wrote them)."""
     shards = [{"file": plan.names[i], "records": len(outcomes[i]["samples"]), "bytes": outcomes[i]["bytes"]} for i in range(plan.num_shards)]
     written = [entry for i in range(plan.num_shards) for entry in outcomes[i]["samples"]]
-    skipped = [asdict(p) for p in plan.problems] + [b for i in range(plan.num_shards) for b in outcomes[i]["skipped"]]
+    skipped = [p.manifest_entry() for p in plan.problems] + [b for i in range(plan.num_shards) for b in outcomes[i]["skipped"]]
     return {
         "format": MANIFEST_FORMAT,
         "dataset": plan.parameters["dataset"],
@@ -389,7 +374,7 @@ def manifest_document(plan: SplitPlan, outcomes: dict[int, dict[str, Any]]) -> d
 
 
 def written_result(document: dict[str, Any], resumed: int = 0) -> SplitResult:
-    return SplitResult(document["split"], "written", document["num_records"], document["num_shards"], [BadSample(**b) for b in document["skipped"]], resumed)
+    return SplitResult(document["split"], "written", document["num_records"], document["num_shards"], [Problem.from_manifest(b) for b in document["skipped"]], resumed)
 
 
 def _resume(plan: SplitPlan) -> set[int]:
@@ -417,11 +402,11 @@ def _assemble(
     skip_invalid: bool,
     pool: OrderedPool,
     advance: Callable[[int], None],
-) -> tuple[bool, list[BadSample]]:
+) -> tuple[bool, list[Problem]]:
     """Encode the shards not yet done into hidden staged files, journalling each; (failed, bad samples)."""
     out_dir, split = plan.out_dir, plan.split
     failed = bool(plan.problems) and not skip_invalid
-    bad: list[BadSample] = list(plan.problems)
+    bad: list[Problem] = list(plan.problems)
     todo = [i for i in range(plan.num_shards) if i not in done]
     # Work is cut into chunks of consecutive samples inside a shard. A worker writes its chunk's
     # records to a hidden file and returns only the manifest entries, so record bytes never cross
@@ -434,7 +419,7 @@ def _assemble(
     ]
     remaining = {i: len(plan.ranges[i]) for i in todo}
     entries: dict[int, list[dict[str, Any]]] = {i: [] for i in todo}
-    shard_bad: dict[int, list[BadSample]] = {i: [] for i in todo}
+    shard_bad: dict[int, list[Problem]] = {i: [] for i in todo}
     handle = None
 
     def temporary(i: int) -> Path:

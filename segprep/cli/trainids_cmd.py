@@ -90,12 +90,12 @@ def trainids(
     report = convert_annotations(annotations, options, resolve_workers(workers), quiet)
 
     rows: dict[str, list[int]] = {}
-    bad_paths = {bad.path for bad in report.bad}
+    bad_paths = {bad.where for bad in report.bad}
     for annotation in annotations:
         folder = "/".join(annotation.relative_to(root).parts[:2])
         row = rows.setdefault(folder, [0, 0])
         row[0] += 1
-        row[1] += annotation in bad_paths
+        row[1] += str(annotation) in bad_paths
     print_table(f"trainIds under {root}", ["folder", "annotations", "bad"], [[k, *v] for k, v in rows.items()], quiet)
     if report.bad:
         fail([bad.line() for bad in report.bad], f"{len(report.bad)} of {report.found} annotation(s) could not be converted; the other {report.written} were written")

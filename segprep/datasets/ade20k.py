@@ -13,7 +13,6 @@ from segprep.datasets.base import (
     DatasetLayout,
     LabelRules,
     LayoutError,
-    ListProblem,
     union_split,
 )
 from segprep.datasets.folder import pair_by_stem
@@ -42,7 +41,7 @@ def load_ade20k(root: Path, splits: list[str] | None = None) -> DatasetLayout:
             raise LayoutError(f"{ade}: no images/{folder}/ or annotations/{folder}/")
         samples, unpaired = pair_by_stem(images, labels)
         layout.splits[split] = samples
-        layout.problems.extend(ListProblem(split, p.where, p.reason) for p in unpaired)
+        layout.problems.extend(p.for_split(split) for p in unpaired)
     if "trainval" in wanted:
         union_split(layout, "trainval", ["train", "val"])
     unknown = [s for s in wanted if s not in layout.splits]

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segprep.problems import Problem
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 
 
@@ -16,18 +18,6 @@ class Sample:
     name: str
     image: Path
     label: Path
-
-
-@dataclass(frozen=True)
-class ListProblem:
-    """A problem with a list entry itself (blank line, unknown stem), found before any file is read."""
-
-    split: str
-    where: str  # "file:line"
-    reason: str
-
-    def line(self) -> str:
-        return f"{self.where}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -51,9 +41,9 @@ class DatasetLayout:
 
     splits: dict[str, list[Sample]]
     rules: LabelRules = LabelRules()
-    problems: list[ListProblem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
-    def problems_for(self, split: str) -> list[ListProblem]:
+    def problems_for(self, split: str) -> list[Problem]:
         return [p for p in self.problems if p.split == split]
 
 
@@ -61,7 +51,7 @@ class LayoutError(ValueError):
     """The root folder is not in the expected layout; the message says what is missing."""
 
 
-def read_list_lines(path: Path, split: str) -> tuple[list[tuple[int, str]], list[ListProblem]]:
+def read_list_lines(path: Path, split: str) -> tuple[list[tuple[int, str]], list[Problem]]:
     """(line number, stripped text) of each entry, and a problem for every blank line inside the list.
 
     Trailing blank lines at the end of the file are tolerated (editors add them); a blank line
@@ -70,16 +60,16 @@ def read_list_lines(path: Path, split: str) -> tuple[list[tuple[int, str]], list
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        return [], [ListProblem(split, str(path), "list file is not UTF-8 text")]
+        return [], [Problem(str(path), "list file is not UTF-8 text", split=split)]
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     entries: list[tuple[int, str]] = []
-    problems: list[ListProblem] = []
+    problems: list[Problem] = []
     for number, raw in enumerate(lines, start=1):
         stripped = raw.strip()
         if not stripped:
-            problems.append(ListProblem(split, f"{path}:{number}", "blank line in list"))
+            problems.append(Problem(f"{path}:{number}", "blank line in list", split=split))
         else:
             entries.append((number, stripped))
     return entries, problems
@@ -99,10 +89,10 @@ def union_split(layout: DatasetLayout, name: str, parts: list[str]) -> None:
     if all(p in layout.splits for p in parts) and name not in layout.splits:
         layout.splits[name] = [s for p in parts for s in layout.splits[p]]
         for p in parts:
-            layout.problems.extend(ListProblem(name, q.where, q.reason) for q in layout.problems_for(p))
+            layout.problems.extend(q.for_split(name) for q in layout.problems_for(p))
 
 
-def read_pair_list(list_file: Path, split: str, resolve: Callable[[str], Path]) -> tuple[list[Sample], list[ListProblem]]:
+def read_pair_list(list_file: Path, split: str, resolve: Callable[[str], Path]) -> tuple[list[Sample], list[Problem]]:
     """Samples from a list of `IMAGE LABEL` lines; resolve turns each path as written into a real path.
 
     The sample name is the image file's stem.
@@ -112,7 +102,7 @@ def read_pair_list(list_file: Path, split: str, resolve: Callable[[str], Path]) 
     for number, text in entries:
         fields = text.split()
         if len(fields) != 2:
-            problems.append(ListProblem(split, f"{list_file}:{number}", f"expected 'IMAGE LABEL', got {text!r}"))
+            problems.append(Problem(f"{list_file}:{number}", f"expected 'IMAGE LABEL', got {text!r}", split=split))
             continue
         image, label = resolve(fields[0]), resolve(fields[1])
         samples.append(Sample(image.stem, image, label))

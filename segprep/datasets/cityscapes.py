@@ -19,10 +19,10 @@ from segprep.datasets.base import (
     DatasetLayout,
     LabelRules,
     LayoutError,
-    ListProblem,
     Sample,
     union_split,
 )
+from segprep.problems import Problem
 from segprep.ops.cityscapes_labels import (
     BY_NAME,
     IGNORE_TRAIN_ID,
@@ -68,18 +68,18 @@ def subset_entry(classes: list[str], name: str | None = None) -> DatasetEntry:
     return DatasetEntry(name or subset_name(chosen), len(chosen) + 1, IGNORE_TRAIN_ID, colormap, ["background", *chosen])
 
 
-def _pair(split: str, images: Path, group: str, labels: Path) -> tuple[list[Sample], list[ListProblem]]:
+def _pair(split: str, images: Path, group: str, labels: Path) -> tuple[list[Sample], list[Problem]]:
     """Samples of one image folder with its annotation folder; a problem for each file without its partner."""
     label_suffix = f"_{group}{LABEL_SUFFIX}"
     image_files = {p.relative_to(images).as_posix()[: -len(IMAGE_SUFFIX)]: p for p in images.glob(f"*/*{IMAGE_SUFFIX}")}
     label_files = {p.relative_to(labels).as_posix()[: -len(label_suffix)]: p for p in labels.glob(f"*/*{label_suffix}")}
     samples = [Sample(Path(key).name, image_files[key], label_files[key]) for key in sorted(image_files.keys() & label_files.keys())]
     problems = [
-        ListProblem(split, str(image_files[key]), f"image has no label {labels / (key + label_suffix)}")
+        Problem(str(image_files[key]), f"image has no label {labels / (key + label_suffix)}", split=split)
         for key in sorted(image_files.keys() - label_files.keys())
     ]
     problems += [
-        ListProblem(split, str(label_files[key]), f"label has no image {images / (key + IMAGE_SUFFIX)}")
+        Problem(str(label_files[key]), f"label has no image {images / (key + IMAGE_SUFFIX)}", split=split)
         for key in sorted(label_files.keys() - image_files.keys())
     ]
     return samples, problems

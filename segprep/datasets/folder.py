@@ -10,22 +10,22 @@ from segprep.datasets.base import (
     DatasetLayout,
     LabelRules,
     LayoutError,
-    ListProblem,
     Sample,
     union_split,
 )
+from segprep.problems import Problem
 from segprep.splits import parse_fractions, seeded_split
 
 # Index PNGs, or palette PNGs whose indices are the class ids (what most labelling tools save).
 FOLDER_RULES = LabelRules(accept_palette=True)
 
 
-def pair_by_stem(images_dir: Path, labels_dir: Path) -> tuple[list[Sample], list[ListProblem]]:
+def pair_by_stem(images_dir: Path, labels_dir: Path) -> tuple[list[Sample], list[Problem]]:
     """Samples for every stem with both an image and a label; a problem for each file without its partner."""
     images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix in IMAGE_EXTENSIONS and p.is_file()}
     labels = {p.stem: p for p in sorted(labels_dir.iterdir()) if p.suffix.lower() == ".png" and p.is_file()}
-    problems = [ListProblem("*", str(images[s]), "image has no label in " + str(labels_dir)) for s in sorted(set(images) - set(labels))]
-    problems += [ListProblem("*", str(labels[s]), "label has no image in " + str(images_dir)) for s in sorted(set(labels) - set(images))]
+    problems = [Problem(str(images[s]), "image has no label in " + str(labels_dir), split="*") for s in sorted(set(images) - set(labels))]
+    problems += [Problem(str(labels[s]), "label has no image in " + str(images_dir), split="*") for s in sorted(set(labels) - set(images))]
     samples = [Sample(s, images[s], labels[s]) for s in sorted(set(images) & set(labels))]
     return samples, problems
 
@@ -52,7 +52,7 @@ def load_folder(
     assignment = seeded_split(sorted(by_name), fractions, seed)
     layout = DatasetLayout({split: [by_name[n] for n in names] for split, names in assignment.items()}, FOLDER_RULES)
     for split in assignment:
-        layout.problems.extend(ListProblem(split, p.where, p.reason) for p in unpaired)
+        layout.problems.extend(p.for_split(split) for p in unpaired)
     union_split(layout, "trainval", ["train", "val"])
     return layout
 

@@ -18,10 +18,10 @@ from segprep.datasets.base import (
     DatasetLayout,
     LabelRules,
     LayoutError,
-    ListProblem,
     Sample,
     union_split,
 )
+from segprep.problems import Problem
 from segprep.splits import seeded_pick
 
 KITTI_CATEGORIES = ("um", "umm", "uu")
@@ -60,8 +60,8 @@ def load_kitti_road(root: Path, splits: list[str] | None = None, seed: int = 0, 
             labels[f"{match['category']}_{match['number']}"] = path
     if not images:
         raise LayoutError(f"{training / 'image_2'}: no um_/umm_/uu_ images found")
-    unpaired = [ListProblem("*", str(images[n]), f"image has no road ground truth in {training / 'gt_image_2'}") for n in sorted(set(images) - set(labels))]
-    unpaired += [ListProblem("*", str(labels[n]), f"ground truth has no image in {training / 'image_2'}") for n in sorted(set(labels) - set(images))]
+    unpaired = [Problem(str(images[n]), f"image has no road ground truth in {training / 'gt_image_2'}", split="*") for n in sorted(set(images) - set(labels))]
+    unpaired += [Problem(str(labels[n]), f"ground truth has no image in {training / 'image_2'}", split="*") for n in sorted(set(labels) - set(images))]
     names = sorted(set(images) & set(labels))
     val: list[str] = []
     for index, category in enumerate(KITTI_CATEGORIES):
@@ -72,7 +72,7 @@ def load_kitti_road(root: Path, splits: list[str] | None = None, seed: int = 0, 
     layout = DatasetLayout({s: [Sample(n, images[n], labels[n]) for n in ns] for s, ns in assignment.items()}, kitti_road_rules())
     union_split(layout, "trainval", ["train", "val"])
     for split in layout.splits:
-        layout.problems.extend(ListProblem(split, p.where, p.reason) for p in unpaired)
+        layout.problems.extend(p.for_split(split) for p in unpaired)
     if splits:
         layout.splits = {s: layout.splits[s] for s in splits if s in layout.splits}
     return layout

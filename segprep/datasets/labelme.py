@@ -17,11 +17,11 @@ from segprep.datasets.base import (
     DatasetLayout,
     LabelRules,
     LayoutError,
-    ListProblem,
     Sample,
     find_image,
     read_list_lines,
 )
+from segprep.problems import Problem
 
 LIST_DIR = Path("ImageSets") / "Segmentation"
 DEFAULT_IGNORE_LABEL = 255
@@ -81,7 +81,7 @@ def load_labelme_voc(root: Path, splits: list[str] | None) -> DatasetLayout:
         samples = []
         for number, stem in entries:
             if len(stem.split()) != 1:
-                layout.problems.append(ListProblem(split, f"{list_file}:{number}", f"expected one name a line, got {stem!r}"))
+                layout.problems.append(Problem(f"{list_file}:{number}", f"expected one name a line, got {stem!r}", split=split))
                 continue
             image = find_image(root / "JPEGImages", stem) or root / "JPEGImages" / f"{stem}.jpg"
             samples.append(Sample(stem, image, root / "SegmentationClass" / f"{stem}.png"))

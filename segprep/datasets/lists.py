@@ -12,12 +12,12 @@ from segprep.datasets.base import (
     DatasetLayout,
     LabelRules,
     LayoutError,
-    ListProblem,
     Sample,
     find_image,
     read_list_lines,
     read_pair_list,
 )
+from segprep.problems import Problem
 
 
 def load_lists(
@@ -45,11 +45,11 @@ def load_lists(
             samples = []
             for number, stem in entries:
                 if len(stem.split()) != 1:
-                    problems.append(ListProblem(split, f"{list_file}:{number}", f"expected one stem per line, got {stem!r}"))
+                    problems.append(Problem(f"{list_file}:{number}", f"expected one stem per line, got {stem!r}", split=split))
                     continue
                 image = find_image(image_dir, stem)
                 if image is None:
-                    problems.append(ListProblem(split, f"{list_file}:{number}", f"unknown stem {stem!r}: no image {stem}.jpg/.png in {image_dir}"))
+                    problems.append(Problem(f"{list_file}:{number}", f"unknown stem {stem!r}: no image {stem}.jpg/.png in {image_dir}", split=split))
                     continue
                 samples.append(Sample(stem, image, label_dir / f"{stem}.png"))
         layout.splits[split] = samples

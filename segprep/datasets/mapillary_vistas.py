@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segprep.datasets.adapter import ConvertContext, ConvertPlan
-from segprep.datasets.base import DatasetLayout, LabelRules, LayoutError, ListProblem, union_split
+from segprep.datasets.base import DatasetLayout, LabelRules, LayoutError, union_split
 from segprep.datasets.folder import pair_by_stem
 
 VISTAS_FOLDERS = {"train": "training", "val": "validation"}
@@ -40,7 +40,7 @@ def load_mapillary_vistas(root: Path, splits: list[str] | None = None) -> Datase
             raise LayoutError(f"{root}: no {folder}/images/ with {folder}/v1.2/labels/ or {folder}/labels/ (expected a Mapillary Vistas folder)")
         samples, unpaired = pair_by_stem(images, labels)
         layout.splits[split] = samples
-        layout.problems.extend(ListProblem(split, p.where, p.reason) for p in unpaired)
+        layout.problems.extend(p.for_split(split) for p in unpaired)
     if "trainval" in wanted:
         union_split(layout, "trainval", ["train", "val"])
     layout.splits = {s: layout.splits[s] for s in wanted}

@@ -9,10 +9,10 @@ from segprep.datasets.base import (
     DatasetLayout,
     LabelRules,
     LayoutError,
-    ListProblem,
     Sample,
     read_list_lines,
 )
+from segprep.problems import Problem
 
 
 def find_voc_root(root: Path) -> Path:
@@ -42,7 +42,7 @@ def load_pascal_voc(root: Path, label_dir: str = "SegmentationClass", splits: li
         samples = []
         for number, stem in entries:
             if len(stem.split()) != 1:
-                layout.problems.append(ListProblem(split, f"{list_dir / split}.txt:{number}", f"expected one stem per line, got {stem!r}"))
+                layout.problems.append(Problem(f"{list_dir / split}.txt:{number}", f"expected one stem per line, got {stem!r}", split=split))
                 continue
             samples.append(Sample(stem, voc / "JPEGImages" / f"{stem}.jpg", voc / label_dir / f"{stem}.png"))
         layout.splits[split] = samples
