@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,25 +24,17 @@ from pathlib import Path
 
 from _common import CAMVID, converted_camvid, format_table
 
+from segtrain.distribute import localhost_addresses
+
 SEGTRAIN = [sys.executable, "-m", "segtrain.cli"]
 STEP_TIME = re.compile(r"trained steps \d+\.\.\d+: ([0-9.]+) s/step")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def fit(env: dict[str, str], logdir: Path, workers: int, args: argparse.Namespace) -> tuple[float, str]:
     """Seconds per step (the chief's) and the chief's output, for a cluster of `workers` processes."""
     command = [*SEGTRAIN, "fit", "--dataset", "camvid", "--logdir", str(logdir), "--steps", str(args.steps), "--batch-size", str(args.batch_size),
                "--width", "0.5", "--head-filters", "128", "--seed", "0", "--bn-recompute-batches", "2", "--checkpoint-every", str(args.steps)]
-    addresses = [f"localhost:{port}" for port in free_ports(workers)]
+    addresses = localhost_addresses(workers)
     processes = []
     for index in range(workers):
         config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 from conftest import make_folder_dataset
 
-from segtrain.distribute import Cluster, ClusterConfigError, cluster_from_env
+from segtrain.distribute import Cluster, ClusterConfigError, cluster_from_env, localhost_addresses
 
 
 def tf_config(workers: list[str], index: int, kind: str = "worker", chief: list[str] | None = None) -> dict[str, str]:
@@ -35,19 +34,9 @@ def test_cluster_from_tf_config():
         cluster_from_env({"TF_CONFIG": "{not json"})
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run_workers(tmp_path, registry, data, steps: int, *extra: str) -> list[subprocess.CompletedProcess]:
     """Two worker processes of one cluster on this machine (localhost ports), run to the end."""
-    workers = [f"localhost:{port}" for port in free_ports(2)]
+    workers = localhost_addresses(2)
     scratch = tmp_path / "tmp"
     scratch.mkdir(exist_ok=True)
     command = [sys.executable, "-m", "segtrain.cli", "fit", "--dataset", "toy", "--data", str(data), "--logdir", str(tmp_path / "run"),

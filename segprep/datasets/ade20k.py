@@ -9,13 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from segprep.datasets.adapter import ConvertContext, ConvertPlan
-from segprep.datasets.base import (
-    DatasetLayout,
-    LabelRules,
-    LayoutError,
-    union_split,
-)
-from segprep.datasets.folder import pair_by_stem
+from segprep.datasets.base import DatasetLayout, LabelRules, LayoutError
+from segprep.datasets.folder import load_split_folders
 
 ADE20K_FOLDERS = {"train": "training", "val": "validation"}
 
@@ -31,24 +26,8 @@ def find_ade_root(root: Path) -> Path:
 def load_ade20k(root: Path, splits: list[str] | None = None) -> DatasetLayout:
     """train (training/) and val (validation/) paired by file stem; trainval when asked for."""
     ade = find_ade_root(root)
-    wanted = list(splits or ADE20K_FOLDERS)
-    layout = DatasetLayout({}, LabelRules())
-    for split, folder in ADE20K_FOLDERS.items():
-        if split not in wanted and not ("trainval" in wanted):
-            continue
-        images, labels = ade / "images" / folder, ade / "annotations" / folder
-        if not images.is_dir() or not labels.is_dir():
-            raise LayoutError(f"{ade}: no images/{folder}/ or annotations/{folder}/")
-        samples, unpaired = pair_by_stem(images, labels)
-        layout.splits[split] = samples
-        layout.problems.extend(p.for_split(split) for p in unpaired)
-    if "trainval" in wanted:
-        union_split(layout, "trainval", ["train", "val"])
-    unknown = [s for s in wanted if s not in layout.splits]
-    if unknown:
-        raise LayoutError(f"{ade}: ADE20K has splits train, val (and trainval), not {', '.join(unknown)}")
-    layout.splits = {s: layout.splits[s] for s in wanted}
-    return layout
+    folders = {split: (ade / "images" / folder, ade / "annotations" / folder, f"images/{folder}/ or annotations/{folder}/") for split, folder in ADE20K_FOLDERS.items()}
+    return load_split_folders(ade, "ADE20K", folders, splits, LabelRules())
 
 
 def plan(context: ConvertContext) -> ConvertPlan:

@@ -30,6 +30,30 @@ def pair_by_stem(images_dir: Path, labels_dir: Path) -> tuple[list[Sample], list
     return samples, problems
 
 
+def load_split_folders(where: Path, name: str, folders: dict[str, tuple[Path, Path | None, str]], wanted: list[str] | None, rules: LabelRules) -> DatasetLayout:
+    """Splits that are each an image folder and a label folder paired by stem, plus trainval (train + val) when asked for.
+
+    folders: split -> (image folder, label folder or None where there is none, what the layout expects there).
+    """
+    wanted = list(wanted or folders)
+    unknown = [s for s in wanted if s not in folders and s != "trainval"]
+    if unknown:
+        raise LayoutError(f"{where}: {name} has splits {', '.join(folders)} (and trainval), not {', '.join(unknown)}")
+    layout = DatasetLayout({}, rules)
+    for split, (images, labels, expected) in folders.items():
+        if split not in wanted and "trainval" not in wanted:
+            continue
+        if not images.is_dir() or labels is None or not labels.is_dir():
+            raise LayoutError(f"{where}: no {expected}")
+        samples, unpaired = pair_by_stem(images, labels)
+        layout.splits[split] = samples
+        layout.problems.extend(p.for_split(split) for p in unpaired)
+    if "trainval" in wanted:
+        union_split(layout, "trainval", ["train", "val"])
+    layout.splits = {s: layout.splits[s] for s in wanted}
+    return layout
+
+
 def load_folder(
     root: Path,
     fractions: dict[str, float],

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from segprep.datasets.adapter import ConvertContext, ConvertPlan
-from segprep.datasets.base import DatasetLayout, LabelRules, LayoutError, union_split
-from segprep.datasets.folder import pair_by_stem
+from segprep.datasets.base import DatasetLayout, LabelRules
+from segprep.datasets.folder import load_split_folders
 
 VISTAS_FOLDERS = {"train": "training", "val": "validation"}
 VISTAS_RULES = LabelRules(accept_palette=True)
@@ -27,24 +27,9 @@ def find_label_dir(split_dir: Path) -> Path | None:
 
 def load_mapillary_vistas(root: Path, splits: list[str] | None = None) -> DatasetLayout:
     """train (training/) and val (validation/) paired by file stem; trainval when asked for."""
-    wanted = list(splits or VISTAS_FOLDERS)
-    unknown = [s for s in wanted if s not in VISTAS_FOLDERS and s != "trainval"]
-    if unknown:
-        raise LayoutError(f"{root}: Mapillary Vistas has splits train, val (and trainval), not {', '.join(unknown)}")
-    layout = DatasetLayout({}, VISTAS_RULES)
-    for split, folder in VISTAS_FOLDERS.items():
-        if split not in wanted and "trainval" not in wanted:
-            continue
-        images, labels = root / folder / "images", find_label_dir(root / folder)
-        if not images.is_dir() or labels is None:
-            raise LayoutError(f"{root}: no {folder}/images/ with {folder}/v1.2/labels/ or {folder}/labels/ (expected a Mapillary Vistas folder)")
-        samples, unpaired = pair_by_stem(images, labels)
-        layout.splits[split] = samples
-        layout.problems.extend(p.for_split(split) for p in unpaired)
-    if "trainval" in wanted:
-        union_split(layout, "trainval", ["train", "val"])
-    layout.splits = {s: layout.splits[s] for s in wanted}
-    return layout
+    expected = "{0}/images/ with {0}/v1.2/labels/ or {0}/labels/ (expected a Mapillary Vistas folder)"
+    folders = {split: (root / folder / "images", find_label_dir(root / folder), expected.format(folder)) for split, folder in VISTAS_FOLDERS.items()}
+    return load_split_folders(root, "Mapillary Vistas", folders, splits, VISTAS_RULES)
 
 
 def plan(context: ConvertContext) -> ConvertPlan:
