@@ -125,8 +125,11 @@ def _refuse_overwriting_inputs(json_path: Path | None, inputs: list[Path]) -> No
 
 
 @contextmanager
-def _progress(total: int, batch_size: int, every: int) -> Iterator[Callable[[int, float, float], None]]:
-    """A rich bar with loss, step time and images/s on a terminal; otherwise a line every `every` steps."""
+def _progress(total: int, batch_size: int, every: int, show: bool = True) -> Iterator[Callable[[int, float, float], None]]:
+    """A rich bar with loss, step time and images/s on a terminal; otherwise a line every `every` steps; nothing unless show."""
+    if not show:
+        yield lambda step, loss, seconds: None
+        return
     if not sys.stderr.isatty():
         def line(step: int, loss: float, seconds: float) -> None:
             if step % every == 0 or step == total:
@@ -294,7 +297,9 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
         optimizer=optimizer, min_scale=min_scale, max_scale=max_scale, scale_step=scale_step, sync_batch_norm=sync_bn,
     )
 
-    with _progress(steps, batch_size, summary_every) as on_step:
+    from segtrain.distribute import cluster_from_env
+
+    with _progress(steps, batch_size, summary_every, show=cluster_from_env().is_chief) as on_step:  # of a cluster, the chief reports
         result = run_fit(dataset, model_config, loss_config, config, entry.class_names, on_step=on_step, on_note=click.echo)
     if result.start_step == result.end_step:
         click.echo(f"{logdir} is already at step {result.end_step} of {steps}: nothing to train (raise --steps to continue)")

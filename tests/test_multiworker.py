@@ -63,6 +63,7 @@ def test_two_workers_train_resume_and_eval(tmp_path, registry, run_cli):
     assert "trained steps 0..4" in chief.stdout and "2 worker(s), 2 replica(s) in sync, global batch 4" in chief.stdout
     assert "step 4: val mIoU" in chief.stdout and "step 4: val mIoU" not in other.stdout  # the chief reports
     assert "the chief wrote the checkpoints" in other.stdout
+    assert "step 4/4" in chief.stderr and "step 4/4" not in other.stderr  # only the chief shows progress
     run = tmp_path / "run"
     assert sorted(p.name for p in run.glob("ckpt-*.index")) == ["ckpt-2.index", "ckpt-4.index"]
     assert json.loads((run / "eval_history.json").read_text())["best"]["step"] in (2, 4)
