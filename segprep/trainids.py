@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from segprep.problems import Problem
+from segprep.progress import ProgressFactory, silent
 from segprep.errors import OutputLocationError
 from segprep.formats.png import encode_index_png
 from segprep.ops.cityscapes_labels import ID_TO_TRAIN_ID
@@ -164,7 +165,7 @@ def convert_annotations(
     annotations: list[Path],
     options: TrainIdOptions,
     workers: int,
-    quiet: bool = True,
+    progress: ProgressFactory = silent,
     description: str = "trainIds",
 ) -> TrainIdReport:
     """Convert every annotation (ordered parallel map); bad files are collected, not fatal.
@@ -180,8 +181,8 @@ def convert_annotations(
     todo = [t for t in tasks if not (options.skip_existing and t.output.is_file())]
     bad: list[Problem] = []
     try:
-        with OrderedPool(min(workers, max(1, len(todo)))) as pool, _progress(quiet) as progress:
-            advance = progress.task(description, len(todo))
+        with OrderedPool(min(workers, max(1, len(todo)))) as pool, progress() as sink:
+            advance = sink.task(description, len(todo))
             for task, reason in zip(todo, pool.imap(_convert, todo, len(todo))):
                 if reason is not None:
                     bad.append(Problem(str(task.annotation), reason))
@@ -216,14 +217,7 @@ def _remove_stale(folders: list[Path]) -> None:
         remove_stale_temporaries(folder, _STALE_TEMPORARY)
 
 
-def _progress(quiet: bool):  # type: ignore[no-untyped-def]
-    """The CLI's progress bar, imported late: this module is a library first."""
-    from segprep.cli.common import progress_bar
-
-    return progress_bar(quiet)
-
-
-def generate_missing_trainids(root: Path, workers: int, quiet: bool) -> list[str]:
+def generate_missing_trainids(root: Path, workers: int, progress: ProgressFactory = silent) -> list[str]:
     """Write the *_labelTrainIds.png that are missing under root; return one line per bad annotation.
 
     Covers the gtFine and gtCoarse polygons present; existing trainIds files are trusted (they may
@@ -234,6 +228,6 @@ def generate_missing_trainids(root: Path, workers: int, quiet: bool) -> list[str
     missing = [a for a in annotations if not output_path(a, "polygons").is_file()]
     if not missing:
         return []
-    report = convert_annotations(missing, options, workers, quiet, "Cityscapes trainIds")
+    report = convert_annotations(missing, options, workers, progress, "Cityscapes trainIds")
     return [bad.line() for bad in report.bad]
 

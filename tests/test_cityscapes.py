@@ -418,13 +418,13 @@ def test_generate_missing_trainids_keeps_existing_files(tmp_path):
     root = tmp_path / "cityscapes"
     jsons = make_tree(root, {**FINE_SPEC, ("gtCoarse", "train_extra"): {"augsburg": 2}})
     trainids_file(jsons[0]).write_bytes(b"made by someone else")
-    assert generate_missing_trainids(root, workers=2, quiet=True) == []
+    assert generate_missing_trainids(root, workers=2) == []
     assert trainids_file(jsons[0]).read_bytes() == b"made by someone else"
     for path in jsons[1:]:
         np.testing.assert_array_equal(decode(trainids_file(path)), rasterize_polygons(path.read_bytes()))
     jsons[2].write_text("{")
     trainids_file(jsons[2]).unlink()
-    assert [line.split(": ")[0] for line in generate_missing_trainids(root, workers=1, quiet=True)] == [str(jsons[2])]
+    assert [line.split(": ")[0] for line in generate_missing_trainids(root, workers=1)] == [str(jsons[2])]
 
 
 # --------------------------------------------------------------------------- convert cityscapes
@@ -530,7 +530,7 @@ def test_load_cityscapes_splits_unions_and_unpaired_files(tmp_path):
 
     root = tmp_path / "cityscapes"
     jsons = make_tree(root, {("gtFine", "train"): {"aachen": 2}, ("gtFine", "val"): {"lindau": 1}})
-    assert generate_missing_trainids(root, workers=1, quiet=True) == []
+    assert generate_missing_trainids(root, workers=1) == []
     layout = load_cityscapes(root, None)
     assert list(layout.splits) == ["train", "val", "trainval"]  # no test, no coarse: not offered
     assert [s.name for s in layout.splits["trainval"]] == ["aachen_000000_000019", "aachen_000001_000020", "lindau_000000_000019"]

@@ -125,7 +125,7 @@ def convert(
     reg = load_registry_or_exit(registry)
     if not remote:
         check_output_location(out_dir, [root], "--out")  # before any work (Cityscapes writes trainIds first)
-    context = ConvertContext(root, wanted, {d: given[d] for d in adapter.options}, reg, resolve_workers(workers), quiet)
+    context = ConvertContext(root, wanted, {d: given[d] for d in adapter.options}, reg, resolve_workers(workers), lambda: progress_bar(quiet))
     try:
         plan = adapter.plan(context)
     except OptionError as exc:

@@ -10,6 +10,7 @@ from segprep.cli.common import (
     fail,
     load_registry_or_exit,
     print_table,
+    progress_bar,
     quiet_option,
     registry_option,
     resolve_workers,
@@ -87,7 +88,7 @@ def trainids(
         fail([], f"{root}: no {' or '.join(f'{g}/SPLIT/CITY/*_{g}_{suffix}' for g in groups)} found (is ROOT the Cityscapes folder?)")
     if coarse and not any(a.relative_to(root).parts[0] == COARSE for a in annotations):
         fail([], f"{root}: --coarse, but no {COARSE}/SPLIT/CITY/*_{COARSE}_{suffix} found")
-    report = convert_annotations(annotations, options, resolve_workers(workers), quiet)
+    report = convert_annotations(annotations, options, resolve_workers(workers), lambda: progress_bar(quiet))
 
     rows: dict[str, list[int]] = {}
     bad_paths = {bad.where for bad in report.bad}

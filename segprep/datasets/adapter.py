@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segprep.datasets.base import DatasetLayout, LabelRules
+from segprep.progress import ProgressFactory, silent
 
 if TYPE_CHECKING:
     from segprep.ops.labels import LabelPolicy
@@ -64,7 +65,7 @@ class ConvertContext:
     options: Mapping[str, Any]  # by LayoutOption.dest, only the adapter's own
     registry: Registry
     workers: int = 1
-    quiet: bool = True
+    progress: ProgressFactory = silent  # for a prepare step's long work
 
 
 @dataclass

@@ -125,7 +125,7 @@ def plan(context: ConvertContext) -> ConvertPlan:
             chosen = list(resolve_classes(classes.split(",")))
         except UnknownClassError as exc:
             raise OptionError("--classes", str(exc)) from None
-    bad = generate_missing_trainids(context.root, context.workers, context.quiet)
+    bad = generate_missing_trainids(context.root, context.workers, context.progress)
     if bad:
         raise PrepareError(bad, f"{len(bad)} Cityscapes annotation(s) could not be turned into trainIds; nothing written")
     layout = load_cityscapes(context.root, context.splits, chosen)
