@@ -26,6 +26,7 @@ from segprep.convert import check_output_folder, entry_fingerprint_fields, prepa
 from segprep.datasets.adapter import label_policy
 from segprep.datasets.base import DatasetLayout
 from segprep.errors import SegprepError
+from segprep.manifest import json_line
 from segprep.ops.labels import LabelPolicy
 from segprep.problems import Problem
 from segprep.registry import DatasetEntry
@@ -128,7 +129,7 @@ def _finish_split(group: tuple[int, Any], out: str, plans: list[SplitPlan], owne
         FileSystems.rename(staged, [_join(out, name) for name in plan.names])
         stale = [_join(out, name) for name in owned[split_index] - set(plan.names)]
         FileSystems.delete([path for path in stale if FileSystems.exists(path)])
-        _write_text(manifest, json.dumps(document, ensure_ascii=False) + "\n")  # as segprep.manifest writes it
+        _write_text(manifest, json_line(document))
         result = {"split": plan.split, "status": "written", "records": document["num_records"], "shards": plan.num_shards, "bad": document["skipped"]}
     _write_text(_join(out, f".{plan.split}{RESULT_SUFFIX}"), json.dumps(result))
 
@@ -173,7 +174,7 @@ def write_layout_beam(
     layout: DatasetLayout,
     entry: DatasetEntry,
     options: WriterOptions,
-    beam_options: str | None,
+    flags: list[str],
     registry_path: Path | None = None,
     *,
     inputs: Sequence[Path] = (),
@@ -182,7 +183,8 @@ def write_layout_beam(
 ) -> list[SplitResult]:
     """write_layout's contract on Beam: same checks before any work, same files, same registry update.
 
-    out_url: a remote --out (gs://...) as given; options.out_dir is then not used for files.
+    flags: the pipeline options (pipeline_flags); out_url: a remote --out (gs://...) as given,
+    options.out_dir is then not used for files.
     """
     try:
         import apache_beam  # noqa: F401
@@ -192,7 +194,6 @@ def write_layout_beam(
 
     from segprep.outlock import exclusive_output
 
-    flags = pipeline_flags(beam_options)
     out = out_url or str(options.out_dir)
     policy = label_policy(entry, layout.rules)
     local = FileSystems.get_scheme(out) in (None, "file")

@@ -48,10 +48,15 @@ def journal_path(out_dir: Path, split: str) -> Path:
     return out_dir / f".{split}.journal.jsonl"
 
 
+def json_line(document: Any) -> str:
+    """How segprep writes a manifest or a journal entry: one line of JSON (both runners, byte for byte)."""
+    # No indent: indented output goes through json's pure-Python encoder, ~10x slower on big manifests.
+    return json.dumps(document, ensure_ascii=False) + "\n"
+
+
 def write_json_atomic(path: Path, document: Any) -> None:
     """Write JSON to a temporary file in the same folder and rename it into place."""
-    # No indent: indented output goes through json's pure-Python encoder, ~10x slower on big manifests.
-    atomic_write_text(path, json.dumps(document, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json_line(document))
 
 
 class ManifestError(SegprepError, ValueError):
@@ -306,4 +311,4 @@ def append_journal(path: Path, entry: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         # No fsync: the journal guards against a killed process (the page cache survives it), the
         # same guarantee the shards themselves have; power loss is out of its scope.
-        handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        handle.write(json_line(entry))

@@ -48,9 +48,6 @@ class Cluster:
     def multi_worker(self) -> bool:
         return self.workers > 1
 
-    def describe(self) -> str:
-        return f"{self.task_type or 'worker'} {self.task_index} of {self.workers} workers"
-
 
 def cluster_from_env(environ: dict[str, str] | None = None) -> Cluster:
     """The cluster TF_CONFIG describes; a single worker without it."""

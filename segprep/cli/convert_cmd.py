@@ -162,6 +162,6 @@ def _write_with_beam(plan: Any, options: Any, beam_options: str | None, registry
     if not quiet:
         click.echo(f"Beam pipeline: {' '.join(flags)}", err=True)
     try:
-        return write_layout_beam(plan.layout, plan.entry, options, beam_options, registry, inputs=inputs, register=plan.register, out_url=out_url)
+        return write_layout_beam(plan.layout, plan.entry, options, flags, registry, inputs=inputs, register=plan.register, out_url=out_url)
     except BeamUnavailableError as exc:
         fail([], str(exc))
