@@ -1,6 +1,6 @@
 """End-to-end speed of `segprep convert camvid` against two single-process baselines.
 
-    python benchmarks/convert_speed.py [--root DIR] [--repeat 3] [--workers N]
+    python benchmarks/convert_speed.py [--root DIR] [--repeat 3] [--workers N] [--verify-only]
 
 Each contender runs as its own process and is timed from process start to exit
 (time.perf_counter around subprocess.run); the figure is the median of --repeat runs, after one
@@ -26,9 +26,24 @@ tf.train.Example layout:
   frame_record; no TensorFlow, no decode, no checks, labels copied unchanged, height/width constant.
   This is the I/O + serialisation limit.
 
+Verify, beside convert: one more segprep conversion is kept and `segprep verify OUT --quiet` is
+timed on it the same way (median of --repeat), in two arms:
+
+- after: verify as it ships, decoding every label (8-bit single channel, size, values inside the
+  classes, histogram equal to the manifest's) and reading every image header;
+- before: the verify of before the label decoding (records, CRCs, feature keys and the sha256 of
+  the payloads against the manifest only): the same CLI in a process of this script that switches
+  the decoding off through segprep.verify.run_plan's internal decode_labels=False.
+
+and `segprep verify --decode-images` beside `segprep convert --decode-images` (not with
+--verify-only). Each verify figure is printed as a ratio to convert's time and the after arm as a
+ratio to the before arm.
+
+--verify-only measures segprep convert and the verify arms only (no baselines, no beam).
+
 Every output is read back with segprep.formats.tfrecord.iter_records and must hold 701 records.
 The baselines are functions in this file, run as `python benchmarks/convert_speed.py
---_run-baseline {decode,raw} OUT --root ROOT`; this module imports only the standard library at
+--_run-baseline {decode,raw,verify-sha256} OUT --root ROOT`; this module imports only the standard library at
 the top so that the raw baseline's process pays for nothing it does not use.
 """
 
@@ -146,6 +161,21 @@ def run_baseline_raw(root: Path, out: Path) -> None:
                     handle.write(frame_record(payload))
 
 
+def run_verify_sha256_only(out: Path, extra: list[str]) -> int:
+    """`segprep verify OUT ...` with the label decoding switched off: the verify of before it."""
+    import segprep.verify as verify
+
+    full = verify.run_plan
+
+    def sha256_only(*args, **kwargs):  # the CLI imports run_plan from the module when it runs
+        return full(*args, **{**kwargs, "decode_labels": False})
+
+    verify.run_plan = sha256_only
+    from segprep.cli.main import main as segprep_main
+
+    return segprep_main(["verify", str(out), *extra], standalone_mode=False) or 0
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -210,14 +240,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="CamVid in the SegNet layout")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per contender (median)")
     parser.add_argument("--workers", type=int, help="passed to segprep convert --workers")
+    parser.add_argument("--verify-only", action="store_true",
+                        help="measure segprep convert and segprep verify only (no baselines, no --decode-images, no beam)")
     parser.add_argument("--_run-baseline", dest="run_baseline", nargs=2, metavar=("KIND", "OUT"),
                         help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
 
     if args.run_baseline:
         kind, out = args.run_baseline
+        if kind == "verify-sha256":  # --workers is this parser's too: hand it on
+            return run_verify_sha256_only(Path(out), rest + (["--workers", str(args.workers)] if args.workers is not None else []))
         {"decode": run_baseline_decode, "raw": run_baseline_raw}[kind](args.root, Path(out))
         return 0
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     root = args.root.resolve()
     if not all((root / f"{split}.txt").is_file() for split in SPLITS):
@@ -235,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="segprep-bench-reg-") as reg_dir:
         registry = Path(reg_dir) / "dataset_registry.yaml"
-        shutil.copyfile(REPO / "segprep" / "builtin_registry.yaml", registry)
+        shutil.copyfile(REPO / "dataset_registry.yaml", registry)
 
         def segprep_command(out: Path, *extra: str) -> list[str]:
             command = [str(segprep), "convert", "camvid", "--root", str(root), "--out", str(out),
@@ -248,6 +284,17 @@ def main(argv: list[str] | None = None) -> int:
             script = str(Path(__file__).resolve())
             return lambda out: [sys.executable, script, "--_run-baseline", kind, str(out), "--root", str(root)]
 
+        def verify_options(*extra: str) -> list[str]:
+            options = ["--registry", str(registry), "--quiet", *extra]
+            return options + (["--workers", str(args.workers)] if args.workers is not None else [])
+
+        def verify_seconds(name: str, command: list[str]) -> float:
+            times = []
+            for run in range(args.repeat):
+                times.append(timed_command(command, env))
+                print(f"  {name}: run {run + 1}/{args.repeat} {times[-1]:.2f} s", flush=True)
+            return statistics.median(times)
+
         files, size = warm_page_cache(root)
         print(f"warm-up: read {files} files, {size / 2**20:.0f} MiB under {root}")
         print(f"cores: {cores} (usable by this process: {usable}); segprep workers: "
@@ -256,50 +303,80 @@ def main(argv: list[str] | None = None) -> int:
         load_before = load_average()
         local_files: dict[str, str] = {}
         t_segprep = median_seconds("segprep", segprep_command, args.repeat, env, local_files)
-        t_decode = median_seconds("decode-everything", baseline_command("decode"), args.repeat, env)
-        t_raw = median_seconds("raw byte copy", baseline_command("raw"), args.repeat, env)
-        t_full = median_seconds("segprep --decode-images", lambda out: segprep_command(out, "--decode-images"),
-                                args.repeat, env)
+        t_decode = t_raw = t_full = None
+        if not args.verify_only:
+            t_decode = median_seconds("decode-everything", baseline_command("decode"), args.repeat, env)
+            t_raw = median_seconds("raw byte copy", baseline_command("raw"), args.repeat, env)
+            t_full = median_seconds("segprep --decode-images", lambda out: segprep_command(out, "--decode-images"),
+                                    args.repeat, env)
+        # verify, before and after the label decoding, on one more conversion kept for it
+        verified = Path(reg_dir) / "verified"
+        timed_run(segprep_command(verified), verified, env)
+        segprep_verify = [str(segprep), "verify", str(verified)]
+        t_verify_before = verify_seconds("segprep verify (sha256 only, before)",
+                                         [*baseline_command("verify-sha256")(verified), *verify_options()])
+        t_verify = verify_seconds("segprep verify (labels decoded)", [*segprep_verify, *verify_options()])
+        t_verify_full = None
+        if not args.verify_only:
+            t_verify_full = verify_seconds("segprep verify --decode-images", [*segprep_verify, *verify_options("--decode-images")])
         beam_files: dict[str, str] = {}
         t_beam = None
-        if importlib.util.find_spec("apache_beam") is not None:  # the [beam] extra
+        if not args.verify_only and importlib.util.find_spec("apache_beam") is not None:  # the [beam] extra
             beam_options = f"runner=DirectRunner,direct_num_workers={args.workers or usable}"
             t_beam = median_seconds("segprep --runner beam", lambda out: [*segprep_command(out), "--runner", "beam", "--beam-pipeline-options", beam_options],
                                     args.repeat, env, beam_files)
         load_after = load_average()
 
-    faster = t_decode / t_segprep
-    of_limit = t_segprep / t_raw
     header = ["figure", "seconds", "baseline", "baseline seconds", "ratio"]
-    rows = [
-        [f"segprep convert camvid ({EXPECTED_RECORDS} pairs)", f"{t_segprep:.2f}", DECODE_NAME,
-         f"{t_decode:.2f}", f"×{faster:.1f} faster"],
-        ["segprep convert camvid", f"{t_segprep:.2f}", RAW_NAME, f"{t_raw:.2f}", f"×{of_limit:.2f} of the limit"],
-        ["segprep convert camvid --decode-images", f"{t_full:.2f}", DECODE_NAME, f"{t_decode:.2f}",
-         f"×{t_decode / t_full:.1f} faster"],
-    ]
+    rows = []
+    if t_decode is not None and t_raw is not None and t_full is not None:
+        faster = t_decode / t_segprep
+        of_limit = t_segprep / t_raw
+        rows += [
+            [f"segprep convert camvid ({EXPECTED_RECORDS} pairs)", f"{t_segprep:.2f}", DECODE_NAME,
+             f"{t_decode:.2f}", f"×{faster:.1f} faster"],
+            ["segprep convert camvid", f"{t_segprep:.2f}", RAW_NAME, f"{t_raw:.2f}", f"×{of_limit:.2f} of the limit"],
+            ["segprep convert camvid --decode-images", f"{t_full:.2f}", DECODE_NAME, f"{t_decode:.2f}",
+             f"×{t_decode / t_full:.1f} faster"],
+        ]
     if t_beam is not None:
         rows.append([f"segprep convert camvid --runner beam ({beam_options})", f"{t_beam:.2f}", "segprep convert camvid (local runner)",
                      f"{t_segprep:.2f}", f"×{t_beam / t_segprep:.2f} the time"])
+    convert_name = f"segprep convert camvid ({EXPECTED_RECORDS} pairs)" if args.verify_only else "segprep convert camvid"
+    rows += [
+        ["segprep verify, sha256 only (before label decoding)", f"{t_verify_before:.2f}", convert_name,
+         f"{t_segprep:.2f}", f"×{t_verify_before / t_segprep:.2f} the time"],
+        ["segprep verify, labels decoded (after)", f"{t_verify:.2f}", convert_name, f"{t_segprep:.2f}",
+         f"×{t_verify / t_segprep:.2f} the time"],
+        ["segprep verify, labels decoded (after)", f"{t_verify:.2f}", "segprep verify, sha256 only (before)",
+         f"{t_verify_before:.2f}", f"×{t_verify / t_verify_before:.2f} the time"],
+    ]
+    if t_verify_full is not None and t_full is not None:
+        rows.append(["segprep verify --decode-images", f"{t_verify_full:.2f}", "segprep convert camvid --decode-images",
+                     f"{t_full:.2f}", f"×{t_verify_full / t_full:.2f} the time"])
     print()
     print(f"median of {args.repeat} end-to-end runs (process start to exit), {EXPECTED_RECORDS} records each, "
           f"{cores} cores, 1-minute load average {load_before} before and {load_after} after")
     print(format_table(header, rows))
     print()
-    for name, seconds in (("segprep", t_segprep), ("segprep --decode-images", t_full),
-                          ("decode-everything", t_decode), ("raw byte copy", t_raw)):
-        print(f"{name:<23} {EXPECTED_RECORDS / seconds:8.1f} images/s")
+    timings = [("segprep", t_segprep), ("segprep --decode-images", t_full), ("decode-everything", t_decode),
+               ("raw byte copy", t_raw), ("verify, sha256 only", t_verify_before), ("verify, labels decoded", t_verify),
+               ("verify --decode-images", t_verify_full)]
+    for name, seconds in timings:
+        if seconds is not None:
+            print(f"{name:<23} {EXPECTED_RECORDS / seconds:8.1f} images/s")
     if t_beam is not None:
         same = local_files == beam_files
         print(f"{'segprep --runner beam':<23} {EXPECTED_RECORDS / t_beam:8.1f} images/s")
         print(f"--runner beam files: {len(beam_files)}, every sha256 equal to the local runner's: {'yes' if same else 'NO'}")
         for name in sorted(set(local_files) | set(beam_files)):
             print(f"  {local_files.get(name, '-')[:16]}  {beam_files.get(name, '-')[:16]}  {name}")
-    else:
+    elif not args.verify_only:
         print("--runner beam: not measured (apache-beam is not installed: pip install -e '.[beam]')")
-    print()
-    print(f"goal ≥ 5× faster than decode-everything: {'met' if faster >= 5 else 'NOT met'} (×{faster:.1f})")
-    print(f"goal ≤ 2× the raw byte copy limit:       {'met' if of_limit <= 2 else 'NOT met'} (×{of_limit:.2f})")
+    if t_decode is not None and t_raw is not None:
+        print()
+        print(f"goal ≥ 5× faster than decode-everything: {'met' if faster >= 5 else 'NOT met'} (×{faster:.1f})")
+        print(f"goal ≤ 2× the raw byte copy limit:       {'met' if of_limit <= 2 else 'NOT met'} (×{of_limit:.2f})")
     return 0
 
 

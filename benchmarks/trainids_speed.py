@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in root.rglob("*.json"):  # page cache warm-up
             path.read_bytes()
         registry = Path(tmp) / "dataset_registry.yaml"
-        shutil.copyfile(REPO / "segprep" / "builtin_registry.yaml", registry)
+        shutil.copyfile(REPO / "dataset_registry.yaml", registry)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         reference_cmd = [sys.executable, str(Path(__file__).resolve()), "--_run-reference", str(root)]
         segprep_cmd = [str(segprep), "trainids", str(root), "--quiet", "--registry", str(registry)]

@@ -12,7 +12,8 @@ otherwise). A small hidden result file per split tells the launching process wha
 reads and removes them, then updates the registry as the local runner does.
 
 Not here (the local runner has them): resuming a killed run shard by shard (Beam retries failed
-work itself) and, for a remote --out, the lock and the check for shard files segprep did not write.
+work itself) and, for a remote --out, the lock, the check for shard files segprep did not write
+and the refusal (or --prune) of an earlier run's other splits.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segprep.convert import check_output_folder, entry_fingerprint_fields, prepare_output, record_results
+from segprep.convert import check_output_folder, entry_fingerprint_fields, prepare_output, prune_splits, record_results
 from segprep.datasets.adapter import label_policy
 from segprep.datasets.base import DatasetLayout
 from segprep.errors import SegprepError
@@ -200,8 +201,10 @@ def write_layout_beam(
     if local:
         check_output_folder(options.out_dir, inputs, layout)
         with exclusive_output(options.out_dir) as out_dir:
-            prepare_output(out_dir, list(layout.splits))
+            stale = prepare_output(out_dir, list(layout.splits), options.prune)
             results = _write(layout, entry, options, policy, flags, out, local)
+            if all(r.status != "failed" for r in results):
+                prune_splits(out_dir, stale)
         data_dir = str(options.out_dir.resolve())
     else:
         results = _write(layout, entry, options, policy, flags, out, local)

@@ -34,9 +34,13 @@ Where the built-in tables come from (numbers only, checked entry by entry):
 from __future__ import annotations
 
 import numbers
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
+
+from segprep.errors import SegprepError
 
 __all__ = [
     "BUILTIN_COLORMAPS",
@@ -481,3 +485,54 @@ def overlay(image: np.ndarray, labels: np.ndarray, colormap: object, ignore_labe
     ignored = np.asarray(labels) == ignore_label
     blended[ignored] = np.asarray(image)[ignored]
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+class ColormapFileError(SegprepError, ValueError):
+    """A --colormap file that cannot be read or parsed; the message names the file (and line)."""
+
+
+_COMPONENT = re.compile(r"[0-9]{1,3}")
+
+
+def parse_colormap_text(text: str, source: Path | str) -> list[list[int]]:
+    """Colours from "r g b" (or "r,g,b") lines, '#' comments and blank lines skipped; each value 0..255.
+
+    Only ASCII digits count: str.isdigit() also accepts '²' or '٣', which int() then refuses.
+    """
+    colors = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.replace(",", " ").split()
+        if len(fields) != 3 or not all(_COMPONENT.fullmatch(f) for f in fields) or any(int(f) > 255 for f in fields):
+            raise ColormapFileError(f"{source}:{number}: expected 'r g b' with values in 0..255, got {line.strip()!r}")
+        colors.append([int(f) for f in fields])
+    if not colors:
+        raise ColormapFileError(f"{source}: no colours (expected one 'r g b' line per class)")
+    if len(colors) > _MAX_ENTRIES:
+        raise ColormapFileError(f"{source}: {len(colors)} colours; at most {_MAX_ENTRIES} fit uint8 labels")
+    return colors
+
+
+def colormap_option(spec: str, num_classes: int | None = None) -> str | list[list[int]]:
+    """A --colormap value as a registry entry holds it: a built-in name stays a name, anything else is
+    a file of r g b lines read into a list. Errors name the file (not the registry the entry goes to):
+    not found, not a regular file, not UTF-8, a bad line, or fewer colours than num_classes."""
+    from segprep.fileio import read_regular_file
+
+    if spec in BUILTIN_COLORMAPS:
+        return spec
+    try:
+        data = read_regular_file(Path(spec))
+    except FileNotFoundError:
+        raise ColormapFileError(f"{spec}: --colormap is neither a built-in colormap ({', '.join(BUILTIN_COLORMAPS)}) nor a file") from None
+    except OSError as exc:
+        raise ColormapFileError(f"{spec}: cannot read the colormap file ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ColormapFileError(f"{spec}: colormap file is not UTF-8 text") from None
+    colors = parse_colormap_text(text, spec)
+    if num_classes is not None and len(colors) < num_classes:
+        raise ColormapFileError(f"{spec}: {len(colors)} colour(s) for {num_classes} classes (one 'r g b' line per class)")
+    return colors

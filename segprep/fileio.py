@@ -132,6 +132,54 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def check_regular_file(path: Path) -> None:
+    """OSError naming path unless it is a regular file (links followed): a folder is EISDIR, a
+    FIFO, socket or device is EINVAL "not a regular file". Checked before a file is opened,
+    because opening a FIFO blocks until somebody writes to it."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EINVAL, f"not a regular file ({_file_kind(mode)})", str(path))
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file; OSError naming it for anything else (see check_regular_file).
+
+    Opened without blocking and checked on the open descriptor, so that a FIFO or device named
+    like an image, a list or a manifest is refused instead of hanging the reader forever, even
+    when it replaces a regular file between a check and the open.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        raise OSError(errno.EINVAL, f"not a regular file ({_file_kind(mode)})", str(path))
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read()
+        except OSError as exc:  # EIO and the like name no file: name it
+            if exc.filename is None and exc.errno is not None:
+                raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+            raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda handle: handle.write(data))
 

@@ -14,6 +14,10 @@ the sample name is the JSON file's stem):
   trainval}.txt from a seeded shuffle, and segprep_labelme.json (ignore label, options, which
   images were re-encoded and why) for `segprep convert labelme`.
 
+Every file read (each JSON, its image, the labels file) is opened only once it is known to be a
+regular file: a FIFO or a folder named `*.json` in SRC is that file's error, never a hang or a
+silent skip. Sizes are checked before anything is allocated (formats.labelme_json).
+
 Everything is written into a hidden staging folder beside OUT and renamed to OUT only when every
 file converted; any bad file leaves OUT untouched and is reported with its reason.
 
@@ -39,7 +43,8 @@ import numpy as np
 from PIL import Image
 
 from segprep.colormaps import palette_for_png, resolve_colormap
-from segprep.errors import OutputLocationError, SegprepError
+from segprep.errors import OutputLocationError, SegprepError, describe_os_error
+from segprep.fileio import read_regular_file
 from segprep.formats.labelme_json import LabelmeFormatError, parse_labelme
 from segprep.formats.png import encode_index_png
 from segprep.ops.rasterize_labelme import rasterize_shapes
@@ -91,13 +96,13 @@ def read_labels_file(path: Path) -> LabelSet:
     """Parse a labelme labels file: one name a line, `_background_` the first class, `__ignore__` optional.
 
     Blank lines are refused except at the end (labelme2voc would turn them into a class named '').
+    A labels file that cannot be read (a FIFO or folder so named, no permission) raises the
+    OSError naming it: an OS fault (exit 1), not a usage error.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_regular_file(path).decode("utf-8-sig")  # a FIFO named as the labels file must not hang
     except UnicodeDecodeError:
         raise ExportUsageError(f"{path}: labels file is not UTF-8 text") from None
-    except OSError as exc:
-        raise ExportUsageError(f"{path}: cannot read labels file ({exc.strerror or exc})") from None
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -188,8 +193,12 @@ class ExportResult:
 
 
 def find_label_files(src: Path) -> list[Path]:
-    """SRC's *.json files (any case of the suffix), sorted; subfolders are not searched."""
-    return sorted(p for p in src.iterdir() if p.suffix.lower() == ".json" and p.is_file())
+    """SRC's *.json entries (any case of the suffix), sorted; subfolders are not searched.
+
+    Every entry so named is returned, whatever it is: a FIFO, a folder or a broken link named
+    like an annotation is reported by the conversion with its reason, never skipped in silence.
+    """
+    return sorted(p for p in src.iterdir() if p.suffix.lower() == ".json")
 
 
 @dataclass(frozen=True)
@@ -218,9 +227,10 @@ class _Converter:
 
     def _convert(self, json_path: Path, name: str) -> tuple[FileOutcome, list[tuple[Path, bytes]]]:
         try:
-            document = parse_labelme(json_path.read_bytes(), json_path)
+            data = read_regular_file(json_path)  # a FIFO named like an annotation must not hang the run
         except OSError as exc:
-            raise LabelmeFormatError(f"cannot read ({exc.strerror or exc})") from None
+            raise LabelmeFormatError(f"cannot read: {_os_reason(exc)}") from None
+        document = parse_labelme(data, json_path)
         unknown = [label for label in dict.fromkeys(s.label for s in document.shapes) if label not in self.class_ids]
         if unknown:
             listed = ", ".join(repr(label) for label in unknown)
@@ -253,6 +263,11 @@ class _Converter:
         buffer = io.BytesIO()
         base.save(buffer, format="JPEG", quality=_VISUALIZATION_QUALITY)
         return buffer.getvalue()
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OS error's reason in words, without its path (the caller names the file)."""
+    return describe_os_error(OSError(exc.errno, exc.strerror)) if exc.errno is not None else str(exc)
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -319,8 +334,8 @@ def _image_paths(files: list[Path]) -> Iterator[Path]:
     """
     for path in files:
         try:
-            document = json.loads(path.read_bytes().decode("utf-8-sig"))
-        except (OSError, ValueError):
+            document = json.loads(read_regular_file(path).decode("utf-8-sig"))
+        except (OSError, ValueError, RecursionError):
             continue
         image_path = document.get("imagePath") if isinstance(document, dict) else None
         if isinstance(image_path, str) and image_path:

@@ -1,6 +1,6 @@
 """The dataset registry: the one source of truth for what a dataset is.
 
-Two layers. The built-in datasets ship with the package (`segprep/builtin_registry.yaml`,
+Two layers. The built-in datasets ship with the package (the top-level `dataset_registry.yaml`, installed as `segprep/dataset_registry.yaml`,
 read-only data that works from a wheel as from a checkout). The user's registry file (--registry,
 else $SEGPREP_REGISTRY, else ~/.config/segprep/registry.yaml; it may not exist yet) holds their own
 datasets and what segprep recorded: split sizes, data folders, class weights. It layers over the
@@ -39,7 +39,7 @@ from segprep.errors import SegprepError, describe_os_error
 from segprep.fileio import atomic_write
 
 REGISTRY_ENV = "SEGPREP_REGISTRY"
-BUILTIN_REGISTRY = Path(__file__).resolve().parent / "builtin_registry.yaml"
+BUILTIN_REGISTRY = Path(__file__).resolve().parent / "dataset_registry.yaml"  # the top-level dataset_registry.yaml, shipped as package data
 _KNOWN_KEYS = ("num_classes", "ignore_label", "colormap", "class_names", "splits", "class_weights", "data_dir")
 _REQUIRED_KEYS = ("num_classes", "ignore_label", "colormap", "class_names")
 _TOP_LEVEL_KEYS = ("datasets",)
@@ -520,12 +520,16 @@ def _user_entry(datasets: Any, name: str, path: Path) -> Any:
     return entry
 
 
-def record_splits(path: Path, name: str, sizes: dict[str, int], data_dir: str | None = None) -> None:
-    """Set the record counts of the given splits (others are kept) and the data folder of a dataset."""
+def record_splits(path: Path, name: str, sizes: dict[str, int], data_dir: str | None = None, *, exactly: bool = False) -> None:
+    """Set the record counts of the given splits and the data folder of a dataset.
+
+    exactly: the given splits become the dataset's only ones (a convert records what its --out
+    holds, so a split of an earlier run elsewhere cannot stay listed); otherwise others are kept.
+    """
 
     def change(datasets) -> None:  # type: ignore[no-untyped-def]
         entry = _user_entry(datasets, name, path)
-        splits = dict(entry.get("splits") or {})
+        splits = {} if exactly else dict(entry.get("splits") or {})
         splits.update(sizes)
         entry["splits"] = _flow(splits)
         if data_dir is not None:

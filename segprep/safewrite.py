@@ -248,3 +248,30 @@ class OutputLedger:
     def _save(self) -> None:
         document = {"tool": self.tool, "files": dict(sorted(self.files.items()))}
         write_atomic(self.path, (json.dumps(document, indent=1) + "\n").encode("utf-8"))
+
+
+OUTPUTS_SIDECAR = ".segprep-outputs.json"
+
+
+def write_owned_file(
+    target: Path,
+    data: bytes,
+    *,
+    inputs: Iterable[Path] = (),
+    option: str = "output",
+    sidecar: str = OUTPUTS_SIDECAR,
+    tool: str = "segprep",
+) -> None:
+    """Write one output file a user named (a preview sheet, a JSON report) the way every output is written.
+
+    Never over one of the command's `inputs`; never over a file this tool did not write (the
+    ledger `sidecar` beside the target records what it wrote there); atomically, so a full disk
+    leaves the old file. OutputLocationError names the target and the way out otherwise.
+    """
+    from segprep.paths import check_not_overwriting
+
+    check_not_overwriting([target], inputs, option)
+    ledger = OutputLedger(target.parent, sidecar, tool)
+    ledger.refuse_foreign({target: data}, f"choose another {option} or move that file away")
+    make_folder(target.parent)
+    ledger.replace({target: data})

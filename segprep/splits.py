@@ -49,6 +49,12 @@ def seeded_split(names: list[str], fractions: dict[str, float], seed: int = 0) -
     return result
 
 
+def unplaced_note(unplaced: int, total: int, fractions: dict[str, float]) -> str:
+    """The note printed when the fractions leave names out of every split (never silently)."""
+    given = " + ".join(f"{name}={value:g}" for name, value in fractions.items())
+    return f"{unplaced} of {total} samples are in no split: the fractions add up to {sum(fractions.values()):g} ({given}), not 1"
+
+
 def check_split_name(name: str) -> None:
     """A split name becomes a file name ({name}.txt): no folders, no hidden files, no spaces."""
     if not name or name.startswith(".") or any(ch in name for ch in "/\\\0") or any(ch.isspace() for ch in name):

@@ -17,6 +17,7 @@ segprep accounts for are never replaced or deleted (see foreign_shards).
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from segprep.datasets.base import Sample
-from segprep.fileio import append_file
+from segprep.fileio import append_file, read_regular_file
 from segprep.errors import os_errors_name
 from segprep.formats.example import encode_example
 from segprep.formats.images import ImageFormatError, read_image_info
@@ -65,6 +66,7 @@ class WriterOptions:
     num_shards: int | None = None
     skip_invalid: bool = False
     decode_images: bool = False  # --decode-images: fully decode every image (see segprep.formats.payload)
+    prune: bool = False  # --prune: remove the splits of earlier runs that this run does not write
 
     @property
     def payload_checks(self) -> PayloadChecks:
@@ -157,12 +159,15 @@ def _remove_temporaries(out_dir: Path, split: str) -> None:
 
 def _read(name: str, path: Path, what: str, bad: list[Problem]) -> bytes | None:
     try:
-        return path.read_bytes()
+        return read_regular_file(path)  # a FIFO named like an image must not hang the run
     except FileNotFoundError:
         bad.append(Problem(str(path), f"missing {what} file", name=name))
     except IsADirectoryError:
         bad.append(Problem(str(path), f"{what} path is a folder", name=name))
     except OSError as exc:
+        if exc.errno == errno.EINVAL and exc.strerror and exc.strerror.startswith("not a regular file"):
+            bad.append(Problem(str(path), f"{what} path is {exc.strerror}", name=name))
+            return None
         bad.append(Problem(str(path), f"cannot read {what} ({exc.strerror})", name=name))
     return None
 

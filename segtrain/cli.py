@@ -61,6 +61,15 @@ def _data_dir(entry, data: Path | None, split: str, registry: Path | None = None
     return folder
 
 
+def _check_labels(entry, folder: Path, split: str, registry: Path | None, training: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """Refuse a split whose manifest disagrees with the registry entry or holds labels outside its classes;
+    warn (one line) about a split or samples with no trainable pixel (segtrain.labels_check)."""
+    from segtrain.labels_check import check_split_labels
+
+    for line in check_split_labels(entry, folder, split, _registry_path(registry), training):
+        click.echo(line, err=True)
+
+
 def _checkpoint_root(checkpoint: Path) -> Path:
     """The logdir a --checkpoint stands for (itself, or the folder of a checkpoint prefix or file)."""
     if checkpoint.is_dir():
@@ -115,13 +124,23 @@ def _scales(ctx: click.Context, param: click.Parameter, text: str) -> list[float
     return values
 
 
-def _refuse_overwriting_inputs(json_path: Path | None, inputs: list[Path]) -> None:
-    """--json must not replace one of the command's input files (a shard, segtrain.json, the registry)."""
+def _refuse_overwriting_inputs(json_path: Path | None, inputs: list[Path], ledger_now: bool = True) -> None:
+    """--json must not replace one of the command's input files (a shard, segtrain.json, the registry),
+    nor any file that eval/score did not write (segtrain.outputs.JsonLedger).
+
+    ledger_now: check the ledger before the work too (eval: its timings make the bytes differ on every
+    run, so a file it does not own is refused before the model runs). score checks it only when it has
+    the bytes, so that a file already holding exactly them (a copy, a lost ledger) is let be.
+    """
     if json_path is None or str(json_path) == "-":
         return
     from segprep.paths import check_not_overwriting
 
     check_not_overwriting([json_path], inputs, "--json")
+    if ledger_now:
+        from segtrain.outputs import check_json_target
+
+        check_json_target(json_path)
 
 
 @contextmanager
@@ -229,8 +248,11 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
     """Train DeepLabv3+ with DeepLab's augmentation, poly LR and the ignore-masked loss.
 
     Refused before any training: an empty split, a --logdir that is, is inside or contains --data
-    or --init-checkpoint, a logdir whose checkpoints were trained with another architecture, and
-    a damaged segtrain.json or checkpoint. Training stops (exit 1, nothing of it saved) when the
+    or --init-checkpoint, a logdir whose checkpoints were trained with another architecture,
+    a damaged segtrain.json or checkpoint, a registry entry whose class count or ignore label differ
+    from the ones the split was converted with (its manifest), and labels holding values that are
+    neither a class nor the ignore label (the manifests' histograms). A split or samples with no
+    trainable pixel (all ignore) are a warning line. Training stops (exit 1, nothing of it saved) when the
     loss or the weights become NaN or infinite.
 
     Every checkpoint (and evaluation) holds batch-norm statistics recomputed over
@@ -243,6 +265,9 @@ def fit(dataset, data, logdir, split, steps, batch_size, crop_size, backbone, de
     folder = _data_dir(entry, data, split, registry)
     if eval_every:
         _data_dir(entry, data, eval_split, registry)  # the eval split must be in the registry and not empty, before training
+    _check_labels(entry, folder, split, registry)  # labels the model cannot learn: refused now, not by a graph dump mid-training
+    if eval_every:
+        _check_labels(entry, folder, eval_split, registry, training=False)
     height, width = _pair(crop_size) if crop_size is not None else (0, 0)
     if crop_size is not None and min(height, width) < int(output_stride):
         raise click.BadParameter(f"{crop_size} is smaller than the output stride {output_stride}", param_hint="--crop-size")
@@ -351,9 +376,9 @@ def _emit(document: dict, json_path: Path | None) -> None:
     if str(json_path) == "-":
         click.echo(text)
     else:
-        from segprep.fileio import atomic_write_text
+        from segtrain.outputs import write_json_output
 
-        atomic_write_text(json_path, text + "\n")
+        write_json_output(json_path, (text + "\n").encode("utf-8"))  # only over segtrain's own JSON (its ledger) or the same bytes
         _print_report(document)
 
 
@@ -377,6 +402,7 @@ def eval_cmd(dataset, data, checkpoint, split, json_path, scales, flip, registry
     """
     entry = _entry(dataset, registry)
     folder = _data_dir(entry, data, split, registry)
+    _check_labels(entry, folder, split, registry, training=False)
     _start_tensorflow()
     from segtrain.data import record_files, require_records
     from segtrain.train import RUN_FILE, load_model, resolve_checkpoint
@@ -418,14 +444,23 @@ def score(pred_dir, gt_dir, dataset, split, probabilities, json_path, registry):
     entry = _entry(dataset, registry)
     from segtrain.evaluate import Accumulator, score_folders
 
-    truth = {p.stem: p for p in sorted(gt_dir.glob("*.png"))}
-    if not truth:
+    from segtrain.files import regular_problem
+
+    truth: dict[str, Path] = {}
+    irregular: list[str] = []  # a FIFO or folder named x.png: never opened, reported as score's other problems are
+    for path in sorted(gt_dir.glob("*.png")):
+        problem = regular_problem(path)
+        if problem is None:
+            truth[path.stem] = path
+        else:
+            irregular.append(f"{problem}; not scored")
+    if not truth and not irregular:
         _fail(f"{gt_dir}: no ground-truth PNGs")
-    _refuse_overwriting_inputs(json_path, [*truth.values(), *pred_dir.glob("*.png"), _registry_path(registry)])
+    _refuse_overwriting_inputs(json_path, [*truth.values(), *pred_dir.glob("*.png"), _registry_path(registry)], ledger_now=False)
     if probabilities and entry.num_classes != 2:
         raise click.UsageError("--probabilities is for 2-class datasets")
     accumulator = Accumulator(entry.num_classes, entry.ignore_label)
-    problems = score_folders(pred_dir, truth, accumulator, probabilities)
+    problems = irregular + score_folders(pred_dir, truth, accumulator, probabilities)
     if problems:
         for line in problems:
             click.echo(f"error: {line}", err=True)
@@ -458,12 +493,17 @@ def predict(checkpoint, inputs, out_dir):  # type: ignore[no-untyped-def]
     files: only files this command wrote there before (listed in --out/.segtrain-predict.json
     with their sha256, and unchanged since) are replaced; any other file in the way is refused.
     A file that cannot be read does not stop the others: each is reported at the end, exit 1.
+    So is anything named like an image that is not a regular file (a FIFO, a folder x.png):
+    it is never opened. EXIF orientation is not applied (fit and eval do not apply it either):
+    predictions have the image's stored size.
     """
     from segprep.paths import check_output_location
     from segtrain.outputs import PredictLedger, collect_images, name_clashes, output_names
 
-    files = collect_images(inputs)
+    files, irregular = collect_images(inputs)  # FIFOs and folders named like images: reported, never opened
     check_output_location(out_dir, [*inputs, _checkpoint_root(checkpoint)], "--out")
+    if not files:
+        _fail_lines(irregular, f"{len(irregular)} input(s) are not regular image files; nothing was predicted", limit=1000)
     clashes = name_clashes(files)
     if clashes:
         _fail_lines(clashes, f"{len(clashes)} input(s) would overwrite another input's predictions in {out_dir}; nothing was predicted")
@@ -481,12 +521,13 @@ def predict(checkpoint, inputs, out_dir):  # type: ignore[no-untyped-def]
     ledger.begin(planned)
     written: dict[str, str] = {}
     try:
-        problems = _predict_files(model, run, files, out_dir, written)
+        problems = irregular + _predict_files(model, run, files, out_dir, written)
     finally:
         ledger.finish(written)
-    done = len(files) - len(problems)
+    total = len(files) + len(irregular)
+    done = total - len(problems)
     if problems:
-        _fail_lines(problems, f"{len(problems)} of {len(files)} image(s) could not be predicted; the other {done} are in {out_dir}", limit=1000)
+        _fail_lines(problems, f"{len(problems)} of {total} image(s) could not be predicted; the other {done} are in {out_dir}", limit=1000)
     click.echo(f"{done} image(s) predicted into {out_dir}")
 
 

@@ -42,10 +42,14 @@ class AugmentConfig:
 
 
 def record_files(data_dir: str | Path, split: str) -> list[str]:
-    """The shards of a split, in order; an error that names the folder when there are none."""
+    """The shards of a split, in order; an error that names the folder when there are none, or the
+    shard that is not a regular file (TensorFlow would wait forever on a FIFO)."""
+    from segtrain.files import require_all_regular
+
     files = [str(p) for p in schema.shard_files(data_dir, split)]
     if not files:
         raise FileNotFoundError(f"{data_dir}: no {schema.split_glob(split)} shards")
+    require_all_regular(files)
     return files
 
 

@@ -40,5 +40,6 @@ def tf_message(exc: BaseException, limit: int = 240) -> str:
     """A TensorFlow error's message on one line, without its graph-node and op decorations."""
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     text = re.sub(r"\{\{function_node [^}]*\}\}", "", text)
+    text = re.sub(r"\[\[\{\{node [^}]*\}\}\]\]", "", text)  # tf.data's "[[{{node DecodePng}}]]"
     text = re.sub(r"\[Op:[^\]]*\].*$", "", text, flags=re.S)
     return " ".join(text.split())[:limit]

@@ -8,6 +8,7 @@ are computed identically.
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -93,8 +94,10 @@ def read_png(path: Path) -> np.ndarray:
     """An index PNG's values [H, W]; ValueError naming the file when it is damaged or not single-channel."""
     from PIL import Image
 
+    from segtrain.files import read_regular
+
     try:
-        with Image.open(io.BytesIO(path.read_bytes())) as image:
+        with Image.open(io.BytesIO(read_regular(path))) as image:  # a FIFO is refused, never waited on
             if image.mode not in ("L", "P"):
                 raise ValueError(f"{path}: {image.mode} PNG; expected a single-channel index PNG")
             return np.asarray(image)
@@ -115,7 +118,7 @@ def score_folders(prediction_dir: Path, truth: dict[str, np.ndarray] | dict[str,
     problems = []
     for name, source in truth.items():
         path = prediction_dir / f"{name}.png"
-        if not path.is_file():
+        if not os.path.lexists(path):
             problems.append(f"{path}: missing prediction for {name}")
             continue
         try:
@@ -127,8 +130,14 @@ def score_folders(prediction_dir: Path, truth: dict[str, np.ndarray] | dict[str,
                 accumulator.add(ground_truth, (predicted >= 128).astype(np.uint8), predicted.astype(np.uint8))
             else:
                 accumulator.add(ground_truth, predicted)
-        except ValueError as exc:
-            problems.append(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}")
+        except ValueError as exc:  # NotRegularFileError (a FIFO, a folder) included: it names its file
+            text = str(exc)
+            named = (str(path), str(source)) if isinstance(source, Path) else (str(path),)
+            problems.append(text if text.startswith(named) else f"{path}: {exc}")
+        except OSError as exc:  # a broken link, no permission: the OS's reason, naming the file
+            from segprep.errors import describe_os_error
+
+            problems.append(describe_os_error(exc))
     return problems
 
 

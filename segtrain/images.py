@@ -11,6 +11,10 @@ the same pixels for the same file, whatever PIL mode the file opens in:
   decode_image(channels=3) does. Palette, 1-bit, grey, CMYK and YCbCr images convert to RGB.
 - 32-bit float (F) and 32-bit integer (I, other than a 16-bit PNG) images have no defined 0..255
   range (0..1? 0..255? 0..4095?): they are refused with that reason rather than guessed.
+- EXIF orientation is not applied: TensorFlow's decoders (fit, eval) ignore it, so predict does too.
+- Grey and RGB JPEGs are decoded by TensorFlow's decode_image, as fit and eval decode them: PIL's
+  decoder uses a more accurate IDCT and differs by up to a few levels. Other JPEGs (CMYK, YCCK)
+  go through PIL.
 
 Every failure is an ImageReadError whose message starts with the file's path.
 """
@@ -21,7 +25,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from segtrain.errors import ImageReadError
 
@@ -40,7 +44,7 @@ def _sixteen_bit_to_rgb(values: np.ndarray) -> np.ndarray:
 def to_rgb(image: Image.Image, path: Path, file_format: str | None = None) -> np.ndarray:
     """uint8 [H, W, 3] for a PIL image of any mode, or ImageReadError naming path and the reason.
 
-    file_format: the format the file was opened as (a transposed copy no longer knows it).
+    file_format: the format the file was opened as (a converted copy no longer knows it).
     """
     mode = image.mode
     if mode.startswith("I;16") or (mode == "I" and (file_format or image.format) == "PNG"):
@@ -58,15 +62,30 @@ def to_rgb(image: Image.Image, path: Path, file_format: str | None = None) -> np
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """The image at path as uint8 RGB [H, W, 3], EXIF orientation applied (as viewers show it)."""
+    """The image at path as uint8 RGB [H, W, 3], as stored: an EXIF orientation tag is NOT applied.
+
+    segprep convert stores the image bytes as they are and fit and eval decode them with
+    TensorFlow, whose decoders ignore EXIF orientation; predict must see the same pixels (and
+    write predictions of the stored size, which also match the labels drawn on those pixels).
+    The file is read only when it is a regular file (a FIFO named like an image would block).
+    """
+    import io
+
     from segprep.errors import describe_os_error
+    from segtrain.files import NotRegularFileError, read_regular
 
     try:
-        with Image.open(path) as image:
+        data = read_regular(path)
+        with Image.open(io.BytesIO(data)) as image:
             image.load()
-            rgb = to_rgb(ImageOps.exif_transpose(image), path, image.format)
+            if image.format in ("JPEG", "MPO") and image.mode in ("L", "RGB"):  # MPO: a camera's multi-picture JPEG
+                rgb = _tensorflow_jpeg(data, path)
+            else:
+                rgb = to_rgb(image, path, image.format)
     except ImageReadError:
         raise
+    except NotRegularFileError as exc:
+        raise ImageReadError(str(exc)) from None
     except OSError as exc:
         if exc.errno is not None:  # the OS's error (missing, permission denied), not PIL's
             raise ImageReadError(describe_os_error(exc)) from None
@@ -76,6 +95,19 @@ def read_rgb(path: Path) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageReadError(f"{path}: decoded to shape {rgb.shape}, not an RGB image")
     return np.ascontiguousarray(rgb)
+
+
+def _tensorflow_jpeg(data: bytes, path: Path) -> np.ndarray:
+    """A JPEG's RGB pixels as fit and eval get them: TensorFlow's decode_image, whose default IDCT
+    (libjpeg's fast integer one) differs from PIL's by a few levels in most pixels."""
+    import tensorflow as tf
+
+    from segtrain.errors import tf_message
+
+    try:
+        return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+    except tf.errors.OpError as exc:
+        raise ImageReadError(f"{path}: cannot read image ({tf_message(exc)})") from None
 
 
 def _detail(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -159,11 +160,13 @@ def _run_problem(document: object) -> str | None:
 
 def load_run(logdir: Path) -> dict:
     """The run document of a fit logdir, checked: RunFileError naming segtrain.json and what is wrong."""
+    from segtrain.files import read_regular
+
     path = logdir / RUN_FILE
-    if not path.is_file():
+    if not path.exists():
         raise RunFileError(f"{path}: missing, so {logdir} is not a segtrain logdir (a DeepLab TF1 checkpoint must be imported with segtrain import-deeplab first)")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_regular(path).decode("utf-8"))  # a FIFO is refused, never waited on
     except UnicodeDecodeError:
         raise RunFileError(f"{path}: not UTF-8 text (damaged?)") from None
     except json.JSONDecodeError as exc:
@@ -188,13 +191,24 @@ def _state_problem(logdir: Path) -> str:
     return f"{state}: names {recorded.model_checkpoint_path}, whose .index file is missing{hint}"
 
 
+def _latest_checkpoint(logdir: Path) -> str | None:
+    """tf.train.latest_checkpoint, once the state file is known to be a regular file (TensorFlow would
+    wait forever on a FIFO named `checkpoint`)."""
+    from segtrain.files import require_regular
+
+    state = logdir / "checkpoint"
+    if os.path.lexists(state):
+        require_regular(state)
+    return tf.train.latest_checkpoint(str(logdir))
+
+
 def resolve_checkpoint(path: Path) -> tuple[Path, str]:
     """(logdir, checkpoint prefix) for a logdir (its latest checkpoint) or a checkpoint prefix inside one.
 
     A checkpoint's own file (ckpt-2.index, ckpt-2.data-00000-of-00001) stands for its prefix.
     """
     if path.is_dir():
-        latest = tf.train.latest_checkpoint(str(path))
+        latest = _latest_checkpoint(path)
         if latest is None:
             raise CheckpointError(_state_problem(path))
         return path, latest
@@ -214,7 +228,10 @@ def verify_checkpoint(prefix: str, scope: str = "") -> None:
     Restoring does not check them: a checkpoint garbled in place restores into silent garbage, one
     truncated fails deep inside TensorFlow with an IndexError. Reading first names the bad file.
     """
+    from segtrain.files import require_all_regular
+
     index = f"{prefix}.index"
+    require_all_regular([index, *sorted(Path(prefix).parent.glob(f"{Path(prefix).name}.data-*"))])  # before TensorFlow opens them
     try:
         reader = tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as exc:
@@ -394,6 +411,11 @@ def fit(
     require_records(files, config.data_dir, config.split)
     evaluation = prepare_evaluation(config, model_config.num_classes, loss_config.ignore_label, class_names)  # --eval-split checked before training
     check_resumable(config.logdir, model_config, config.optimizer)
+    done = saved_step(config.logdir)
+    if done is not None and done >= config.steps:
+        # Nothing to train: say so without building or restoring anything (a restore that is never
+        # used would print one TensorFlow warning per unrestored optimizer variable at exit).
+        return FitResult(done, done, [], float("nan"), float("nan"), workers=cluster.workers, replicas=strategy.num_replicas_in_sync, chief=cluster.is_chief)
     if not cluster.is_chief:
         on_step = on_note = None  # the chief reports
     with write_location(config.logdir, cluster) as write_dir:
@@ -506,6 +528,26 @@ def _train(  # type: ignore[no-untyped-def]
     )
 
 
+STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"  # fit's tf.train.Checkpoint(step=...) in a checkpoint's index
+
+
+def saved_step(logdir: Path) -> int | None:
+    """The step of the logdir's latest checkpoint, read from the checkpoint alone (no model built),
+    or None when there is none to resume. check_resumable has already verified the checkpoint."""
+    if not logdir.is_dir() or not (logdir / "checkpoint").exists():
+        return None
+    latest = _latest_checkpoint(logdir)
+    if latest is None:
+        return None
+    try:
+        reader = tf.train.load_checkpoint(latest)
+        if reader.has_tensor(STEP_KEY):
+            return int(reader.get_tensor(STEP_KEY))
+    except (tf.errors.OpError, ValueError) as exc:
+        raise CheckpointError(f"{latest}.index: cannot read the step ({_first_line(exc)})") from None
+    return None
+
+
 def check_resumable(logdir: Path, model_config: ModelConfig, optimizer: str = "sgd") -> None:
     """Refuse a logdir whose checkpoints this fit could not resume, before anything is built.
 
@@ -513,9 +555,16 @@ def check_resumable(logdir: Path, model_config: ModelConfig, optimizer: str = "s
     ckpt-1, ckpt-2, ... over the old ones; a damaged latest checkpoint or another architecture
     (read from segtrain.json) would fail deep in restoring, after the model was built.
     """
-    if not logdir.is_dir() or not ((logdir / "checkpoint").exists() or any(logdir.glob("ckpt-*.index"))):
+    if not logdir.is_dir():
         return
-    latest = tf.train.latest_checkpoint(str(logdir))
+    if not ((logdir / "checkpoint").exists() or any(logdir.glob("ckpt-*.index"))):
+        if os.path.lexists(logdir / RUN_FILE):  # fit rewrites it: only a segtrain.json segtrain wrote (a run stopped before its first checkpoint)
+            try:
+                load_run(logdir)
+            except RunFileError as exc:
+                raise RunFileError(f"{exc}; fit would replace it, so it refuses this --logdir: choose a new one") from None
+        return
+    latest = _latest_checkpoint(logdir)
     if latest is None:
         raise CheckpointError(f"{_state_problem(logdir)}; refusing to train over the checkpoints of {logdir}")
     verify_checkpoint(latest)

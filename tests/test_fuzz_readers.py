@@ -166,7 +166,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
     base = tmp_path_factory.mktemp("fuzz-manifest")
     registry = base / "registry.yaml"
-    shutil.copy(REPO / "segprep" / "builtin_registry.yaml", registry)
+    shutil.copy(REPO / "dataset_registry.yaml", registry)
     data = make_folder_dataset(base / "data", count=6)
     out = base / "out"
     args = ["convert", "folder", "--root", str(data), "--out", str(out), "--name", "fuzz", "--workers", "1", "-q"]

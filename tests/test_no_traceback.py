@@ -77,7 +77,7 @@ def _cases(j: dict[str, Path]) -> list[list[str]]:
 
 @pytest.mark.fault("traceback", "convert", "labelme", "trainids", "tfrecord", "remove-colormap", "lists", "inspect", "verify", "register")
 def test_no_command_ends_in_a_traceback(junk, tmp_path, monkeypatch):
-    good_registry = Path(__file__).resolve().parent.parent / "segprep" / "builtin_registry.yaml"
+    good_registry = Path(__file__).resolve().parent.parent / "dataset_registry.yaml"
     copy = tmp_path / "good_registry.yaml"
     copy.write_bytes(good_registry.read_bytes())
     failures = []

@@ -33,7 +33,7 @@ def data(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("recipe")
     registry = root / "registry.yaml"
-    registry.write_text((REPO / "segprep" / "builtin_registry.yaml").read_text())
+    registry.write_text((REPO / "dataset_registry.yaml").read_text())
     make_folder_dataset(root / "d", count=6, num_classes=3, size=(40, 28))
     result = CliRunner().invoke(main, ["convert", "folder", "--root", str(root / "d"), "--out", str(root / "tf"), "--name", "tiny", "--quiet", "--split", "train=1.0", "--registry", str(registry)])
     assert result.exit_code == 0, result.output

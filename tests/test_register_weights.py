@@ -44,16 +44,16 @@ def test_register_usage_errors(run_cli, args, message):
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, code, message",
     [
-        (["bad1", "--class-names", "a,b", "--class-weights", "1,2,3"], "class_weights must be null or a list of 2 numbers"),
-        (["bad2", "--class-names", "a,b,c", "--colormap", "nosuchmap"], "bad colormap"),
+        (["bad1", "--class-names", "a,b", "--class-weights", "1,2,3"], 1, "class_weights must be null or a list of 2 numbers"),
+        (["bad2", "--class-names", "a,b,c", "--colormap", "nosuchmap"], 2, "nosuchmap: --colormap is neither a built-in colormap"),
     ],
 )
-def test_register_invalid_entry_is_refused_and_registry_unchanged(run_cli, registry, args, message):
+def test_register_invalid_entry_is_refused_and_registry_unchanged(run_cli, registry, args, code, message):
     before = registry.read_bytes()
     result = run_cli("register", *args)
-    assert result.exit_code == 1 and message in result.stderr
+    assert result.exit_code == code and message in result.stderr
     assert registry.read_bytes() == before
 
 

@@ -16,7 +16,7 @@ from segprep.registry import (
     resolve_registry_path,
 )
 
-REPO_REGISTRY = Path(__file__).resolve().parent.parent / "segprep" / "builtin_registry.yaml"
+REPO_REGISTRY = Path(__file__).resolve().parent.parent / "dataset_registry.yaml"
 
 
 def test_builtin_entries():

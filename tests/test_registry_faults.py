@@ -27,7 +27,8 @@ from faultkit import assert_refused, assert_unchanged, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segprep.cli.register_cmd import parse_class_weights, parse_colormap_text
+from segprep.cli.register_cmd import parse_class_weights
+from segprep.colormaps import ColormapFileError, parse_colormap_text
 from segprep.fileio import atomic_write
 from segprep.registry import (
     DatasetEntry,
@@ -278,7 +279,7 @@ def test_merge_keys_may_override_what_they_bring_in(tmp_path):
 
 def test_strict_reading_stays_fast():
     """The duplicate-key check adds a dictionary lookup per key: the built-in registry still loads in milliseconds."""
-    path = Path(__file__).resolve().parent.parent / "segprep" / "builtin_registry.yaml"
+    path = Path(__file__).resolve().parent.parent / "dataset_registry.yaml"
     load_registry(path)
     start = time.perf_counter()
     for _ in range(20):
@@ -650,7 +651,7 @@ def test_fuzz_class_weights_option(text):
 def test_fuzz_colormap_file(text):
     try:
         colors = parse_colormap_text(text, "colors.txt")
-    except click.UsageError as exc:
+    except ColormapFileError as exc:
         assert str(exc).startswith("colors.txt")
         return
     assert colors and all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in colors)

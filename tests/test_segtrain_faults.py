@@ -64,7 +64,7 @@ def setup(tmp_path_factory) -> Setup:
     from segprep.cli.main import main as segprep_main
 
     s = Setup(tmp_path_factory.mktemp("segtrain_faults"))
-    shutil.copy(REPO / "segprep" / "builtin_registry.yaml", s.registry)
+    shutil.copy(REPO / "dataset_registry.yaml", s.registry)
     make_folder_dataset(s.root / "data", count=6, num_classes=3, size=(40, 28))
     _tiny_images_dataset(s.root / "wee")
     for name, source, out, splits in (("tiny", "data", s.data, ["train=0.5", "val=0.5"]), ("wee", "wee", s.wee, ["val=1.0"])):

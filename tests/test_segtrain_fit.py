@@ -41,7 +41,7 @@ def records(tmp_path_factory):
     registry = root / "registry.yaml"
     from conftest import REPO
 
-    registry.write_text((REPO / "segprep" / "builtin_registry.yaml").read_text())
+    registry.write_text((REPO / "dataset_registry.yaml").read_text())
     result = CliRunner().invoke(main, ["convert", "folder", "--root", str(root / "d"), "--out", str(root / "tf"), "--name", "blocks", "--quiet", "--split", "train=1.0", "--registry", str(registry)])
     assert result.exit_code == 0, result.output
     return root / "tf"

@@ -49,7 +49,7 @@ def setup(tmp_path_factory) -> Setup:
     from segprep.cli.main import main as segprep_main
 
     s = Setup(tmp_path_factory.mktemp("segtrain_import"))
-    shutil.copy(REPO / "segprep" / "builtin_registry.yaml", s.registry)
+    shutil.copy(REPO / "dataset_registry.yaml", s.registry)
     make_folder_dataset(s.root / "data", count=6, num_classes=3, size=(40, 28))
     result = CliRunner().invoke(segprep_main, ["convert", "folder", "--root", str(s.root / "data"), "--out", str(s.root / "tf"), "--name", "tiny", "--quiet", "--split", "train=0.5", "--split", "val=0.5", "--registry", str(s.registry)])
     assert result.exit_code == 0, result.output

@@ -37,7 +37,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a converted output folder, its registry), made once for the module and never changed."""
     base = tmp_path_factory.mktemp("verify")
     registry = base / "registry.yaml"
-    shutil.copy(REPO / "segprep" / "builtin_registry.yaml", registry)
+    shutil.copy(REPO / "dataset_registry.yaml", registry)
     data = make_folder_dataset(base / "data")
     out = base / "out"
     result = _invoke(registry, "convert", "folder", "--root", data, "--out", out, "--name", "toy", "--workers", "1", "-q")
@@ -136,7 +136,7 @@ def _renamed(out: Path) -> None:
         (_binary, TRAIN, "not UTF-8"),
         (_json_list, TRAIN, "not a segprep manifest"),
         (_other_format, TRAIN, "not a segprep manifest"),
-        (_folder_instead, TRAIN, "not a regular file"),
+        (_folder_instead, TRAIN, "is a folder, not a file"),
         (_nan, TRAIN, "not a segprep manifest"),
         (_huge_integer, TRAIN, "not a segprep manifest"),
         (_renamed, "other.manifest.json", "should be named train.manifest.json"),

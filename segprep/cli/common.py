@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -123,12 +123,23 @@ def report_split_results(results: list[Any], out_dir: Path | str, quiet: bool) -
     """Summary table of written splits; every refused file on stderr; exit 1 if any split failed."""
     rows = [[r.split, r.status, r.records, r.shards, len(r.bad), r.resumed_shards] for r in results]
     print_table(f"TFRecords in {out_dir}", ["split", "status", "records", "shards", "skipped/bad", "resumed"], rows, quiet)
-    for result in results:
-        if result.status != "failed" and result.bad:
-            for bad in result.bad:
-                click.echo(f"warning: skipped {bad.line()}", err=True)
+    # A file of two splits (train and trainval, or every split for an unpaired file) is one line.
+    skipped = unique_lines(bad.line() for r in results if r.status != "failed" for bad in r.bad)
+    for line in skipped:
+        click.echo(f"warning: skipped {line}", err=True)
     failed = [r for r in results if r.status == "failed"]
     if failed:
-        lines = [bad.line() for r in failed for bad in r.bad]
+        lines = unique_lines(bad.line() for r in failed for bad in r.bad)
         names = ", ".join(f"{r.split} ({len(r.bad)} bad)" for r in failed)
         fail(lines, f"{len(lines)} bad file(s); nothing written for split(s) {names}; fix them or use --skip-invalid")
+
+
+def unique_lines(lines: Iterable[str]) -> list[str]:
+    """The lines in their first order, each once."""
+    return list(dict.fromkeys(lines))
+
+
+def report_notes(notes: list[str]) -> None:
+    """What a command wants the user to know that is not an error (images left out of every split)."""
+    for line in unique_lines(notes):
+        click.echo(f"note: {line}", err=True)

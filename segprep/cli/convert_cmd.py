@@ -15,6 +15,7 @@ from segprep.cli.common import (
     progress_bar,
     quiet_option,
     registry_option,
+    report_notes,
     report_split_results,
     resolve_workers,
     workers_option,
@@ -77,6 +78,7 @@ Examples:
 @click.option("--splits", default=None, help="Comma-separated splits to write (default: every split the layout has, see Layouts below).")
 @click.option("--num-shards", type=click.IntRange(min=1), default=None, help="Shards per split (default: max(min(4, N), ceil(bytes/128 MiB))).")
 @click.option("--skip-invalid", is_flag=True, help="Write the valid samples and record the bad ones in the manifest.")
+@click.option("--prune", is_flag=True, help="Remove the splits an earlier run wrote in --out that this run does not write (without it such splits stop the run: they may no longer match the dataset).")
 @click.option("--decode-images", is_flag=True, help="Also decode every image in full (PNG: inflate all image data; JPEG: full-size decode): catches damage inside PNG image data that the default chunk CRC check cannot see. CamVid: about 1.6x the time of the default checks.")
 @layout_options
 @click.option("--runner", type=click.Choice(["local", "beam"]), default="local", show_default=True, help="local: this machine's cores (resumable). beam: an Apache Beam pipeline, same files byte for byte (pip install 'segprep[beam]').")
@@ -91,6 +93,7 @@ def convert(
     splits: str | None,
     num_shards: int | None,
     skip_invalid: bool,
+    prune: bool,
     decode_images: bool,
     runner: str,
     beam_pipeline_options: str | None,
@@ -140,7 +143,8 @@ def convert(
         if unknown:
             raise click.UsageError(f"unknown split(s) {', '.join(unknown)}; {root} has {', '.join(layout.splits)}")
         layout.splits = {s: layout.splits[s] for s in wanted}
-    options = WriterOptions(out_dir=out_dir, num_shards=num_shards, skip_invalid=skip_invalid, decode_images=decode_images)
+    report_notes(layout.notes)
+    options = WriterOptions(out_dir=out_dir, num_shards=num_shards, skip_invalid=skip_invalid, decode_images=decode_images, prune=prune)
     inputs = [root, *plan.inputs]
     # New entries (and labelme's, whose classes may have changed) are registered only once every
     # split is written: write_layout(register=True) does it in the same registry write.

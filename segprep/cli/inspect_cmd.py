@@ -107,17 +107,24 @@ def _print(report, folder: Path) -> None:  # type: ignore[no-untyped-def]
 
 
 def _write_preview(report, folder: Path, target: Path, split: str | None, count: int) -> None:  # type: ignore[no-untyped-def]
+    import io
+
     from segprep.colormaps import resolve_colormap
-    from segprep.fileio import atomic_write
+    from segprep.manifest import MANIFEST_SUFFIX
     from segprep.preview import first_records, render_preview
-    from segprep.schema import shard_files
+    from segprep.safewrite import write_owned_file
+    from segprep.schema import ANY_SHARD, SHARD_SUFFIX, shard_files
 
     split = split or next(iter(report.splits))
     if split not in report.splits:
         raise click.UsageError(f"no split {split!r} in {folder} (has {', '.join(report.splits)})")
     colormap = resolve_colormap(report.colormap or "pascal")
     sheet = render_preview(first_records(shard_files(folder, split), count), colormap, report.ignore_label or 255)
-    atomic_write(target, lambda handle: sheet.save(handle, "PNG"))
+    png = io.BytesIO()
+    sheet.save(png, "PNG")
+    # The folder's shards and manifests are this command's inputs; other files only if segprep wrote them.
+    inputs = [p for p in folder.iterdir() if p.name.endswith(MANIFEST_SUFFIX) or ANY_SHARD.fullmatch(p.name) or p.name.endswith(SHARD_SUFFIX)]
+    write_owned_file(target, png.getvalue(), inputs=inputs, option="--preview")
     click.echo(f"preview of {split} ({min(count, report.splits[split].records)} records): {target}")
 
 

@@ -65,7 +65,9 @@ def labelme(
     Masks are pixel-identical to labelme's own shapes_to_label: every shape type, drawn in file
     order. Images come from imageData or imagePath (relative to the JSON, Windows backslashes
     too), EXIF orientation applied as labelme does. Any bad file (unknown label, broken JSON,
-    missing image, size mismatch, ...) is reported and nothing is written.
+    missing image, size mismatch, ...) is reported and nothing is written. imageHeight/imageWidth and
+    every mask bitmap are checked against the image's own size before anything is drawn; a FIFO or
+    folder named like a JSON file, an image or the labels file is an error naming it.
 
     OUT may not be, lie inside or contain SRC, the labels file or an image that a JSON's
     imagePath points to. --overwrite deletes only what this command wrote before: OUT must hold

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from segprep.cli.common import fail, print_table
+from segprep.cli.common import fail, print_table, report_notes
 
 
 @click.command(
@@ -34,7 +34,7 @@ def lists(root: Path, images: str, labels: str, out_dir: Path | None, split_spec
     """Write split lists; every image must have a label with the same stem, and the reverse."""
     from segprep.datasets.folder import pair_by_stem
     from segprep.paths import check_output_location
-    from segprep.splits import list_file_bytes, parse_fractions, seeded_split, write_owned_list_files
+    from segprep.splits import list_file_bytes, parse_fractions, seeded_split, unplaced_note, write_owned_list_files
 
     out_dir = out_dir or root
     for folder in (root / images, root / labels):
@@ -63,6 +63,9 @@ def lists(root: Path, images: str, labels: str, out_dir: Path | None, split_spec
         samples, unpaired = pair_by_stem(root / images, root / labels)
         problems += [p.line() for p in unpaired]
         result = seeded_split([s.name for s in samples], fractions, seed)
+        placed = sum(len(names) for names in result.values())
+        if placed < len(samples) and not problems:
+            report_notes([unplaced_note(len(samples) - placed, len(samples), fractions)])
     if problems:
         fail(problems, f"{len(problems)} problem(s); no list written")
     for target in list_file_bytes(out_dir, result):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
@@ -63,7 +62,7 @@ def register(
     if ignore_label is not None:
         raw["ignore_label"] = ignore_label
     if colormap is not None:
-        raw["colormap"] = _colormap(colormap)
+        raw["colormap"] = _colormap(colormap, raw["num_classes"])
     if data_dir is not None:
         raw["data_dir"] = str(data_dir.resolve())
     if weights_text is not None:
@@ -97,37 +96,14 @@ def _class_names(text: str | None, path: Path | None) -> list[str] | None:
     return names
 
 
-def _colormap(spec: str) -> str | list[list[int]]:
-    """A built-in name stays a name; a file becomes a list of [r, g, b] (validated with the entry)."""
-    path = Path(spec)
-    if not path.is_file():
-        return spec
+def _colormap(spec: str, num_classes: int) -> str | list[list[int]]:
+    """A built-in name stays a name; a file becomes a list of [r, g, b] (errors name the file)."""
+    from segprep.colormaps import ColormapFileError, colormap_option
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise click.UsageError(f"{path}: not UTF-8 text") from None
-    return parse_colormap_text(text, path)
-
-
-_COMPONENT = re.compile(r"[0-9]{1,3}")
-
-
-def parse_colormap_text(text: str, source: Path | str) -> list[list[int]]:
-    """Colours from "r g b" (or "r,g,b") lines, '#' comments and blank lines skipped; each value 0..255.
-
-    Only ASCII digits count: str.isdigit() also accepts '²' or '٣', which int() then refuses.
-    """
-    colors = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = line.replace(",", " ").split()
-        if len(fields) != 3 or not all(_COMPONENT.fullmatch(f) for f in fields) or any(int(f) > 255 for f in fields):
-            raise click.UsageError(f"{source}:{number}: expected 'r g b' with values in 0..255, got {line.strip()!r}")
-        colors.append([int(f) for f in fields])
-    if not colors:
-        raise click.UsageError(f"{source}: no colours (expected one 'r g b' line per class)")
-    return colors
+        return colormap_option(spec, num_classes)
+    except ColormapFileError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def parse_class_weights(text: str, where: str) -> list[float] | None:

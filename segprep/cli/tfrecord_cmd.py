@@ -34,6 +34,7 @@ Examples:
 @click.option("--label-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="For lists of stems: the labels ({stem}.png).")
 @click.option("--num-shards", type=click.IntRange(min=1), default=None, help="Shards per split (default: max(min(4, N), ceil(bytes/128 MiB))).")
 @click.option("--skip-invalid", is_flag=True, help="Write the valid samples and record the bad ones in the manifest.")
+@click.option("--prune", is_flag=True, help="Remove the splits an earlier run wrote in --out that these lists do not write (without it such splits stop the run).")
 @click.option("--decode-images", is_flag=True, help="Also decode every image in full (PNG: inflate all image data; JPEG: full-size decode): catches damage inside PNG image data that the default chunk CRC check cannot see. CamVid: about 1.6x the time of the default checks.")
 @workers_option
 @quiet_option
@@ -47,6 +48,7 @@ def tfrecord(
     label_dir: Path | None,
     num_shards: int | None,
     skip_invalid: bool,
+    prune: bool,
     decode_images: bool,
     workers: int | None,
     quiet: bool,
@@ -69,7 +71,7 @@ def tfrecord(
         layout = load_lists(list(lists), root, image_dir, label_dir)
     except (LayoutError, RegistryError) as exc:
         fail([], str(exc))
-    options = WriterOptions(out_dir=out_dir, num_shards=num_shards, skip_invalid=skip_invalid, decode_images=decode_images)
+    options = WriterOptions(out_dir=out_dir, num_shards=num_shards, skip_invalid=skip_invalid, decode_images=decode_images, prune=prune)
     with progress_bar(quiet) as progress:
         inputs = [*lists, *(p for p in (root, image_dir, label_dir) if p is not None)]
         results = write_layout(layout, entry, options, resolve_workers(workers), progress, reg.path, inputs=inputs)

@@ -56,6 +56,11 @@ def trainids(
     broken JSON, a labelIds value that is no Cityscapes id) is reported with its reason and leaves
     its output untouched; the others are still written, and the exit status is 1.
 
+    Every size an annotation declares (imgWidth x imgHeight, a labelIds PNG's header) must be the
+    size of its ROOT/leftImg8bit/SPLIT/CITY/*_leftImg8bit.png (read from the header) before
+    anything is allocated; without that image it is only held to 8192x8192 pixels (a note says
+    how many). A FIFO or folder named like an annotation or image is that file's error.
+
     Only *_labelTrainIds*.png files are ever written (each via a temporary, renamed when
     complete); a name that could replace an input or an official Cityscapes file is refused
     before any work, and a failed write (disk full, read-only) stops the run naming the file.
@@ -98,6 +103,12 @@ def trainids(
         row[0] += 1
         row[1] += str(annotation) in bad_paths
     print_table(f"trainIds under {root}", ["folder", "annotations", "bad"], [[k, *v] for k, v in rows.items()], quiet)
+    if report.unchecked and not quiet:
+        click.echo(
+            f"note: {report.unchecked} annotation(s) have no {root / 'leftImg8bit'}/SPLIT/CITY/*_leftImg8bit.png to check "
+            "their size against; their declared sizes were only held to at most 8192x8192 pixels",
+            err=True,
+        )
     if report.bad:
         fail([bad.line() for bad in report.bad], f"{len(report.bad)} of {report.found} annotation(s) could not be converted; the other {report.written} were written")
     if entry is not None:

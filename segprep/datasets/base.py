@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segprep.fileio import read_regular_file
 from segprep.problems import Problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
@@ -42,6 +44,7 @@ class DatasetLayout:
     splits: dict[str, list[Sample]]
     rules: LabelRules = LabelRules()
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should know that is not an error (images in no split)
 
     def problems_for(self, split: str) -> list[Problem]:
         return [p for p in self.problems if p.split == split]
@@ -58,7 +61,7 @@ def read_list_lines(path: Path, split: str) -> tuple[list[tuple[int, str]], list
     between entries is reported, because it usually means a list was concatenated or edited by hand.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path).decode("utf-8")  # a FIFO named like a list must not hang the run
     except UnicodeDecodeError:
         return [], [Problem(str(path), "list file is not UTF-8 text", split=split)]
     lines = text.splitlines()
@@ -75,13 +78,21 @@ def read_list_lines(path: Path, split: str) -> tuple[list[tuple[int, str]], list
     return entries, problems
 
 
+def image_candidates(folder: Path, stem: str) -> list[Path]:
+    """Every entry of folder named stem + an image extension, whatever it is (a FIFO or a folder
+    so named is the writer's to refuse by name, not a reason to say the image is missing)."""
+    return [folder / f"{stem}{ext}" for ext in IMAGE_EXTENSIONS if os.path.lexists(folder / f"{stem}{ext}")]
+
+
 def find_image(folder: Path, stem: str) -> Path | None:
-    """The image file for a stem, whatever its extension."""
-    for ext in IMAGE_EXTENSIONS:
-        candidate = folder / f"{stem}{ext}"
-        if candidate.is_file():
-            return candidate
-    return None
+    """The image file for a stem, whatever its extension (the first of image_candidates)."""
+    candidates = image_candidates(folder, stem)
+    return candidates[0] if candidates else None
+
+
+def ambiguous_stem(stem: str, candidates: list[Path]) -> str:
+    """The reason given when one stem names several images: which one is meant cannot be guessed."""
+    return f"{len(candidates)} images with the stem {stem!r} ({', '.join(p.name for p in candidates)}): rename or remove all but one"
 
 
 def union_split(layout: DatasetLayout, name: str, parts: list[str]) -> None:

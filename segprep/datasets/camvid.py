@@ -7,6 +7,7 @@ as every user of this layout has to. Labels are 0..10 with 11 = void, stored as 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from segprep.datasets.adapter import ConvertContext, ConvertPlan
@@ -42,7 +43,7 @@ def load_camvid(root: Path, splits: list[str] | None = None) -> DatasetLayout:
     for split in needed:
         list_file = root / f"{split}.txt"
         samples: list[Sample] = []
-        if list_file.is_file():
+        if os.path.lexists(list_file):  # whatever it is: a FIFO or folder there is refused by name, not bypassed
             samples, problems = read_pair_list(list_file, split, lambda text: root / _tail(text))
             layout.problems.extend(problems)
         elif (root / split).is_dir():

@@ -1,7 +1,7 @@
 """The layouts `segprep convert` knows (name -> adapter) and the layout options they read, declared once.
 
 Adding a layout: a module with `plan(context) -> ConvertPlan`, one Adapter line here and, for a
-dataset with fixed classes, its entry in builtin_registry.yaml. The CLI needs nothing else.
+dataset with fixed classes, its entry in the top-level dataset_registry.yaml. The CLI needs nothing else.
 This module imports no adapter: `segprep --help` builds its options from it.
 """
 

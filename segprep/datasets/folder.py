@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from segprep.datasets.adapter import ConvertContext, ConvertPlan, OptionError
@@ -11,21 +13,51 @@ from segprep.datasets.base import (
     LabelRules,
     LayoutError,
     Sample,
+    ambiguous_stem,
     union_split,
 )
+from segprep.fileio import check_regular_file, read_regular_file
 from segprep.problems import Problem
-from segprep.splits import parse_fractions, seeded_split
+from segprep.splits import parse_fractions, seeded_split, unplaced_note
 
 # Index PNGs, or palette PNGs whose indices are the class ids (what most labelling tools save).
 FOLDER_RULES = LabelRules(accept_palette=True)
 
 
+def _files_by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> tuple[dict[str, Path], list[Problem]]:
+    """{stem: path} of every entry named like an image (or label); a problem for each entry that is
+    not a regular file, and one for each stem that names several files (which one is meant cannot
+    be guessed, and silently keeping one would drop the other)."""
+    found: dict[str, list[Path]] = {}
+    problems: list[Problem] = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in suffixes:
+            continue
+        try:
+            check_regular_file(path)
+        except FileNotFoundError:
+            problems.append(Problem(str(path), f"{what} is a dangling link", split="*"))
+            continue
+        except OSError as exc:
+            reason = "is a folder, not a file" if exc.errno == errno.EISDIR else f"is {exc.strerror}"
+            problems.append(Problem(str(path), f"{what} {reason}", split="*"))
+            continue
+        found.setdefault(path.stem, []).append(path)
+    for stem, paths in found.items():
+        if len(paths) > 1:
+            problems.append(Problem(str(paths[0]), ambiguous_stem(stem, paths).replace("images", f"{what}s", 1), split="*"))
+    return {stem: paths[0] for stem, paths in found.items() if len(paths) == 1}, problems
+
+
 def pair_by_stem(images_dir: Path, labels_dir: Path) -> tuple[list[Sample], list[Problem]]:
-    """Samples for every stem with both an image and a label; a problem for each file without its partner."""
-    images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix in IMAGE_EXTENSIONS and p.is_file()}
-    labels = {p.stem: p for p in sorted(labels_dir.iterdir()) if p.suffix.lower() == ".png" and p.is_file()}
-    problems = [Problem(str(images[s]), "image has no label in " + str(labels_dir), split="*") for s in sorted(set(images) - set(labels))]
-    problems += [Problem(str(labels[s]), "label has no image in " + str(images_dir), split="*") for s in sorted(set(labels) - set(images))]
+    """Samples for every stem with both an image and a label; a problem for each file without its
+    partner, each entry that is not a regular file and each stem shared by two files."""
+    images, problems = _files_by_stem(images_dir, IMAGE_EXTENSIONS, "image")
+    labels, label_problems = _files_by_stem(labels_dir, (".png", ".PNG"), "label")
+    problems += label_problems
+    unusable = {Path(p.where).stem for p in problems}  # already reported: not also "has no partner"
+    problems += [Problem(str(images[s]), "image has no label in " + str(labels_dir), split="*") for s in sorted(set(images) - set(labels) - unusable)]
+    problems += [Problem(str(labels[s]), "label has no image in " + str(images_dir), split="*") for s in sorted(set(labels) - set(images) - unusable)]
     samples = [Sample(s, images[s], labels[s]) for s in sorted(set(images) & set(labels))]
     return samples, problems
 
@@ -75,6 +107,9 @@ def load_folder(
     by_name = {s.name: s for s in samples}
     assignment = seeded_split(sorted(by_name), fractions, seed)
     layout = DatasetLayout({split: [by_name[n] for n in names] for split, names in assignment.items()}, FOLDER_RULES)
+    placed = sum(len(names) for names in assignment.values())
+    if placed < len(by_name):
+        layout.notes.append(unplaced_note(len(by_name) - placed, len(by_name), fractions))
     for split in assignment:
         layout.problems.extend(p.for_split(split) for p in unpaired)
     union_split(layout, "trainval", ["train", "val"])
@@ -83,6 +118,7 @@ def load_folder(
 
 def plan(context: ConvertContext) -> ConvertPlan:
     """The folder's splits under --name: the registry's entry, or a new one from its class names."""
+    from segprep.colormaps import colormap_option
     from segprep.registry import DatasetEntry, validate_entry
 
     options = context.options
@@ -95,13 +131,14 @@ def plan(context: ConvertContext) -> ConvertPlan:
     if name in context.registry.datasets:
         return ConvertPlan(load_folder(context.root, fractions, options["seed"]), context.registry.get(name), inputs=inputs)
     names_file = class_names or context.root / "class_names.txt"
-    if not names_file.is_file():
+    if not os.path.lexists(names_file):
         raise OptionError("--class-names", f"{name!r} is not in the registry: give --class-names FILE (or put class_names.txt in {context.root})")
     try:
-        text = names_file.read_text(encoding="utf-8")
+        text = read_regular_file(names_file).decode("utf-8")  # a FIFO must not hang the run
     except UnicodeDecodeError:
         raise LayoutError(f"{names_file}: class names file is not UTF-8 text") from None
     names = [line.strip() for line in text.splitlines() if line.strip()]
-    raw = DatasetEntry(name, len(names), options["ignore_label"], options["colormap"], names).to_dict()
+    colormap = colormap_option(options["colormap"], len(names))
+    raw = DatasetEntry(name, len(names), options["ignore_label"], colormap, names).to_dict()
     entry = validate_entry(name, raw, names_file)
     return ConvertPlan(load_folder(context.root, fractions, options["seed"]), entry, register=True, inputs=inputs)

@@ -5,11 +5,16 @@ keeps PNG sources as PNG), raw index labels from SegmentationClass/, class names
 class_names.txt and the ignore label from segprep_labelme.json (255 when that file is absent,
 e.g. for a folder written by labelme2voc.py). Labels are index PNGs by construction, so palette
 PNGs are refused rather than silently converted.
+
+Every file read here is opened only when it is a regular file (a FIFO so named is an error naming
+it, never a hang), and a stem with two images (JPEGImages/a.jpg and a.png) is a problem of that
+sample, never a silent choice of one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from segprep.datasets.adapter import ConvertContext, ConvertPlan, OptionError
@@ -18,9 +23,11 @@ from segprep.datasets.base import (
     LabelRules,
     LayoutError,
     Sample,
-    find_image,
+    ambiguous_stem,
+    image_candidates,
     read_list_lines,
 )
+from segprep.fileio import read_regular_file
 from segprep.problems import Problem
 
 LIST_DIR = Path("ImageSets") / "Segmentation"
@@ -31,7 +38,7 @@ def read_class_names(root: Path) -> list[str]:
     """class_names.txt, one name a line (trailing blank lines ignored)."""
     path = root / "class_names.txt"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_regular_file(path).decode("utf-8").splitlines()  # a FIFO so named must not hang
     except FileNotFoundError:
         raise LayoutError(f"{root}: no class_names.txt (is this a folder written by `segprep labelme`?)") from None
     except UnicodeDecodeError:
@@ -45,13 +52,16 @@ def read_class_names(root: Path) -> list[str]:
 
 
 def read_ignore_label(root: Path) -> int:
-    """The ignore label the export recorded in segprep_labelme.json; 255 without that file."""
+    """The ignore label the export recorded in segprep_labelme.json; 255 without that file.
+
+    Anything else so named (a folder, a FIFO) is an OSError naming it, not "no file".
+    """
     path = root / "segprep_labelme.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         return DEFAULT_IGNORE_LABEL
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("ignore_label", DEFAULT_IGNORE_LABEL)
-    except (ValueError, AttributeError):
+        value = json.loads(read_regular_file(path).decode("utf-8")).get("ignore_label", DEFAULT_IGNORE_LABEL)
+    except (ValueError, AttributeError, RecursionError):
         raise LayoutError(f"{path}: not the JSON object `segprep labelme` writes") from None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
         raise LayoutError(f"{path}: ignore_label must be an integer in 0..255, got {value!r}")
@@ -70,7 +80,7 @@ def load_labelme_voc(root: Path, splits: list[str] | None) -> DatasetLayout:
             raise LayoutError(f"{list_dir}: no list for split(s) {', '.join(missing)} (found: {', '.join(available)})")
         wanted = splits
     else:
-        wanted = [s for s in available if (list_dir / f"{s}.txt").read_bytes().strip()]
+        wanted = [s for s in available if read_regular_file(list_dir / f"{s}.txt").strip()]
         if not wanted:
             raise LayoutError(f"{list_dir}: every list is empty")
     layout = DatasetLayout({}, LabelRules())  # index PNGs by construction
@@ -83,7 +93,11 @@ def load_labelme_voc(root: Path, splits: list[str] | None) -> DatasetLayout:
             if len(stem.split()) != 1:
                 layout.problems.append(Problem(f"{list_file}:{number}", f"expected one name a line, got {stem!r}", split=split))
                 continue
-            image = find_image(root / "JPEGImages", stem) or root / "JPEGImages" / f"{stem}.jpg"
+            candidates = image_candidates(root / "JPEGImages", stem)
+            if len(candidates) > 1:  # which one is the sample cannot be guessed: never pick one in silence
+                layout.problems.append(Problem(str(candidates[0]), ambiguous_stem(stem, candidates), name=stem, split=split))
+                continue
+            image = candidates[0] if candidates else root / "JPEGImages" / f"{stem}.jpg"
             samples.append(Sample(stem, image, root / "SegmentationClass" / f"{stem}.png"))
         layout.splits[split] = samples
     return layout

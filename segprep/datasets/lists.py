@@ -6,6 +6,7 @@ as DeepLab's build_voc2012_data.py does with ImageSets/Segmentation/*.txt.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from segprep.datasets.base import (
@@ -13,10 +14,12 @@ from segprep.datasets.base import (
     LabelRules,
     LayoutError,
     Sample,
-    find_image,
+    ambiguous_stem,
+    image_candidates,
     read_list_lines,
     read_pair_list,
 )
+from segprep.fileio import check_regular_file
 from segprep.problems import Problem
 
 
@@ -32,8 +35,12 @@ def load_lists(
         split = list_file.stem
         if split in layout.splits:
             raise LayoutError(f"{list_file}: a second list for split {split!r}")
-        if not list_file.is_file():
-            raise LayoutError(f"{list_file}: list file not found")
+        try:
+            check_regular_file(list_file)
+        except FileNotFoundError:
+            raise LayoutError(f"{list_file}: list file not found") from None
+        except OSError as exc:
+            raise LayoutError(f"{list_file}: list path {'is a folder, not a file' if exc.errno == errno.EISDIR else 'is ' + str(exc.strerror)}") from None
         base = root or list_file.parent
         entries, _ = read_list_lines(list_file, split)
         if entries and len(entries[0][1].split()) == 2:
@@ -47,11 +54,14 @@ def load_lists(
                 if len(stem.split()) != 1:
                     problems.append(Problem(f"{list_file}:{number}", f"expected one stem per line, got {stem!r}", split=split))
                     continue
-                image = find_image(image_dir, stem)
-                if image is None:
+                candidates = image_candidates(image_dir, stem)
+                if not candidates:
                     problems.append(Problem(f"{list_file}:{number}", f"unknown stem {stem!r}: no image {stem}.jpg/.png in {image_dir}", split=split))
                     continue
-                samples.append(Sample(stem, image, label_dir / f"{stem}.png"))
+                if len(candidates) > 1:
+                    problems.append(Problem(f"{list_file}:{number}", ambiguous_stem(stem, candidates), split=split))
+                    continue
+                samples.append(Sample(stem, candidates[0], label_dir / f"{stem}.png"))
         layout.splits[split] = samples
         layout.problems.extend(problems)
     return layout

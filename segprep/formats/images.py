@@ -65,6 +65,7 @@ def _png_info(data: bytes) -> ImageInfo:
     pos = len(PNG_SIGNATURE)
     size = len(data)
     ihdr: tuple[int, ...] | None = None
+    palette = False
     while True:
         if pos + 8 > size:
             raise ImageFormatError("truncated PNG (no IEND chunk)")
@@ -79,12 +80,16 @@ def _png_info(data: bytes) -> ImageInfo:
             if ctype != b"IHDR" or length != 13:
                 raise ImageFormatError("corrupt PNG (first chunk is not IHDR)")
             ihdr = struct.unpack_from(">IIBBBBB", data, pos + 8)
+        palette = palette or ctype == b"PLTE"
         if ctype == b"IEND":
             break
         pos = end + 4
     width, height, depth, color_type = ihdr[0], ihdr[1], ihdr[2], ihdr[3]
     if width == 0 or height == 0 or color_type not in _PNG_CHANNELS:
         raise ImageFormatError(f"corrupt PNG header ({width}x{height}, colour type {color_type})")
+    if color_type == 3 and not palette:
+        # Pillow opens it, libpng (and so TensorFlow's decoder, at training time) refuses it.
+        raise ImageFormatError("corrupt PNG (palette image without PLTE chunk)")
     return ImageInfo("png", width, height, _PNG_CHANNELS[color_type], depth, color_type)
 
 

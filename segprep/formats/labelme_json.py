@@ -14,6 +14,11 @@ image *is*, and the masks must be drawn on exactly that pixel grid, so its rules
   eXIf chunks only by decoding).
 - `imageHeight` / `imageWidth`, when given, must match that image.
 
+Nothing is allocated from a size the file declares: imageHeight / imageWidth are compared with the
+image's own header before the mask is drawn, and a `mask` shape's bitmap is decoded only once its
+header size is known to fit the image (a bitmap larger than the image cannot fit its box in
+labelme either). The image file is opened only when it is a regular file (a FIFO must not hang).
+
 Deliberate differences, all on inputs labelme cannot convert either: coordinates must be finite
 numbers (not booleans), an image whose mode labelme refuses (16-bit, CMYK, float) is refused for
 imageData too, and an image that is neither JPEG nor PNG (BMP, TIFF, WebP, ...) is re-encoded
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import json
 import math
@@ -36,9 +42,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from segprep.errors import SegprepError
+from segprep.errors import SegprepError, describe_os_error
+from segprep.fileio import read_regular_file
 from segprep.formats.images import PNG_SIGNATURE, sniff_format
-from segprep.formats.tfrecord import read_regular_file
 
 # Shape types of labelme 6.3.1 (labelme/utils/shape.py) and how many points each needs:
 # (minimum, maximum); None = no maximum.
@@ -114,7 +120,7 @@ def parse_labelme(data: bytes, json_path: Path) -> LabelmeFile:
     shapes_raw = document.get("shapes")
     if not isinstance(shapes_raw, list):
         raise LabelmeFormatError(f"'shapes' must be a list, got {_describe(shapes_raw)}")
-    shapes = tuple(_parse_shape(raw, index) for index, raw in enumerate(shapes_raw))
+    parsed = [_parse_shape(raw, index) for index, raw in enumerate(shapes_raw)]
     image = load_image(document, json_path)
     for key, actual in (("imageHeight", image.height), ("imageWidth", image.width)):
         declared = document.get(key)
@@ -124,7 +130,16 @@ def parse_labelme(data: bytes, json_path: Path) -> LabelmeFile:
             raise LabelmeFormatError(f"'{key}' must be an integer, got {_describe(declared)}")
         if declared != actual:
             raise LabelmeFormatError(f"{key} is {_short_number(declared)} but the image ({image.source}) is {image.width}x{image.height}")
+    # Mask bitmaps last: their size is checked against the image before any is decoded.
+    shapes = tuple(
+        shape if text is None else dataclasses.replace(shape, mask=_decode_mask(text, _where(index, shape.label), image))
+        for index, (shape, text) in enumerate(parsed)
+    )
     return LabelmeFile(shapes, image)
+
+
+def _where(index: int, label: str) -> str:
+    return f"shape {index} ({label!r})"
 
 
 def _decode_json(data: bytes) -> dict[str, Any]:
@@ -161,14 +176,15 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {text}" if value is not None else "null"
 
 
-def _parse_shape(raw: Any, index: int) -> LabelmeShape:
+def _parse_shape(raw: Any, index: int) -> tuple[LabelmeShape, str | None]:
+    """The shape, and for a mask shape its base64 bitmap (decoded once the image's size is known)."""
     where = f"shape {index}"
     if not isinstance(raw, dict):
         raise LabelmeFormatError(f"{where}: expected an object, got {_describe(raw)}")
     label = raw.get("label")
     if not isinstance(label, str):
         raise LabelmeFormatError(f"{where}: 'label' must be a string, got {_describe(label)}")
-    where = f"shape {index} ({label!r})"
+    where = _where(index, label)
     shape_type = raw.get("shape_type")
     if not isinstance(shape_type, str):
         raise LabelmeFormatError(f"{where}: 'shape_type' must be a string, got {_describe(shape_type)}")
@@ -192,12 +208,9 @@ def _parse_shape(raw: Any, index: int) -> LabelmeShape:
     mask = raw.get("mask")
     if mask is not None and not isinstance(mask, str):
         raise LabelmeFormatError(f"{where}: 'mask' must be a base64 PNG string, got {_describe(mask)}")
-    decoded = None
-    if shape_type == "mask":
-        if mask is None:
-            raise LabelmeFormatError(f"{where}: a mask shape needs its 'mask' (base64 PNG)")
-        decoded = _decode_mask(mask, where)
-    return LabelmeShape(label, shape_type, points, group_id, decoded)
+    if shape_type == "mask" and mask is None:
+        raise LabelmeFormatError(f"{where}: a mask shape needs its 'mask' (base64 PNG)")
+    return LabelmeShape(label, shape_type, points, group_id), mask if shape_type == "mask" else None
 
 
 def _parse_points(raw: Any, where: str) -> tuple[tuple[float, float], ...]:
@@ -225,13 +238,26 @@ def _is_coordinate(value: Any) -> bool:
         return False
 
 
-def _decode_mask(text: str, where: str) -> np.ndarray:
-    """The mask PNG as labelme reads it: all channels kept, any non-zero value is True."""
+def _decode_mask(text: str, where: str, image: LabelmeImage) -> np.ndarray:
+    """The mask PNG as labelme reads it: all channels kept, any non-zero value is True.
+
+    Its header size is checked first: a bitmap wider or taller than the image cannot fit its box
+    (labelme fails on it too), and is refused before its pixels are allocated.
+    """
     try:
-        with Image.open(io.BytesIO(base64.b64decode(text))) as image:
-            return np.asarray(image).astype(bool)
+        bitmap = Image.open(io.BytesIO(base64.b64decode(text)))
     except (binascii.Error, *_PIL_ERRORS) as exc:
         raise LabelmeFormatError(f"{where}: 'mask' is not a base64-encoded image ({_reason(exc)})") from None
+    with bitmap:
+        if bitmap.width > image.width or bitmap.height > image.height:
+            raise LabelmeFormatError(
+                f"{where}: mask bitmap is {bitmap.width}x{bitmap.height}, larger than the image "
+                f"({image.source}, {image.width}x{image.height}); it cannot fit its box"
+            )
+        try:
+            return np.asarray(bitmap).astype(bool)
+        except _PIL_ERRORS as exc:
+            raise LabelmeFormatError(f"{where}: 'mask' is not a base64-encoded image ({_reason(exc)})") from None
 
 
 def load_image(document: dict[str, Any], json_path: Path) -> LabelmeImage:
@@ -253,8 +279,9 @@ def load_image(document: dict[str, Any], json_path: Path) -> LabelmeImage:
         data = read_regular_file(path)  # a FIFO or /dev/zero named as the image must not hang the run
     except FileNotFoundError:
         raise LabelmeFormatError(f"image not found: {_printable(path)} (imagePath {image_path!r})") from None
-    except OSError as exc:
-        raise LabelmeFormatError(f"cannot read image {_printable(path)}: {exc.strerror or exc}") from None
+    except OSError as exc:  # a folder, a FIFO or a device named as the image; no permission
+        reason = describe_os_error(OSError(exc.errno, exc.strerror)) if exc.errno is not None else str(exc)
+        raise LabelmeFormatError(f"cannot read image {_printable(path)}: {reason}") from None
     except ValueError:  # a NUL character in the path
         raise LabelmeFormatError(f"'imagePath' {_describe(image_path)} is not a usable path") from None
     return _open_image(data, _printable(path), apply_exif=True)

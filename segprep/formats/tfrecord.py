@@ -6,9 +6,6 @@ google-crc32c (hardware-accelerated C). TensorFlow's TFRecordDataset reads these
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +13,7 @@ from pathlib import Path
 import google_crc32c
 
 from segprep.errors import SegprepError
+from segprep.fileio import read_regular_file
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -34,25 +32,6 @@ def frame_record(payload: bytes) -> bytes:
 
 class CorruptRecordError(SegprepError, ValueError):
     """A TFRecord file is truncated or fails a CRC check; the message names the file and the offset."""
-
-
-def read_regular_file(path: Path) -> bytes:
-    """The bytes of a regular file; OSError naming it for anything else.
-
-    Opened without blocking, so that a FIFO or device named like a shard or manifest is refused
-    instead of hanging the reader forever.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    except BaseException:
-        os.close(fd)
-        raise
-    if not regular:
-        os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read()
 
 
 def iter_records(path: Path) -> Iterator[bytes]:

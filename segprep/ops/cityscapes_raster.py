@@ -16,6 +16,12 @@ where the reference crashes (fewer than two points, malformed points, `ignore` r
 AnnotationErrors here. Deleted objects are skipped without being examined, where the reference
 would still parse (and could crash on) their points.
 
+Sizes are never trusted: the canvas (or a labelIds PNG's pixels) is allocated only once the size
+the file declares has been compared with the real image's (`ImageSize`, from the leftImg8bit
+image's header) and found equal. Where there is no image to compare with, the size is bounded by
+MAX_PIXELS_WITHOUT_IMAGE (8192 x 8192, 32 Cityscapes frames) and the error says so; a file
+declaring 100000 x 100000 is refused instead of asking for 10 GB.
+
 Pure functions over bytes and arrays; callers add the file name to error messages.
 """
 
@@ -23,7 +29,10 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,10 +49,68 @@ from segprep.ops.cityscapes_labels import (
 from segprep.ops.labels import format_values
 
 _GROUP_SUFFIX = "group"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_HEADER_BYTES = 33  # signature, IHDR length and type, its 13 bytes and CRC
+
+MAX_PIXELS_WITHOUT_IMAGE = 8192 * 8192
+"""The most pixels an annotation may declare when there is no image to compare its size with."""
 
 
 class AnnotationError(ValueError):
     """An annotation that cannot be turned into trainIds; the message is a one-line reason."""
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    """What an annotation's size is checked against: the real image's size and its name for messages.
+
+    width/height None: there is no image (`name` says why), and the size is only bounded by
+    MAX_PIXELS_WITHOUT_IMAGE.
+    """
+
+    width: int | None
+    height: int | None
+    name: str
+
+    def check(self, what: str, width: int, height: int) -> None:
+        """AnnotationError unless `what` (e.g. "imgWidth x imgHeight") of width x height may be allocated."""
+        size = f"{_number(width)}x{_number(height)}"
+        if self.width is not None and self.height is not None:
+            if (width, height) != (self.width, self.height):
+                raise AnnotationError(f"{what} is {size} but the image {self.name} is {self.width}x{self.height}")
+        elif width * height > MAX_PIXELS_WITHOUT_IMAGE:
+            raise AnnotationError(
+                f"{what} is {size}, over the {MAX_PIXELS_WITHOUT_IMAGE} pixels (8192x8192) accepted "
+                f"without an image to compare with ({self.name})"
+            )
+
+
+def _number(value: int) -> str:
+    """A declared number for a one-line message: absurdly long ones shortened."""
+    text = str(value)
+    return text if len(text) <= 20 else text[:17] + "..."
+
+
+NO_IMAGE = ImageSize(None, None, "no image given")
+
+
+def png_header_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR (its first 33 bytes suffice), CRC checked; AnnotationError otherwise."""
+    if not data.startswith(_PNG_SIGNATURE):
+        head = data[:8].hex(" ") if data else "empty file"
+        raise AnnotationError(f"not a PNG (starts with {head})")
+    if len(data) < PNG_HEADER_BYTES:
+        raise AnnotationError("truncated PNG header")
+    length, kind = struct.unpack_from(">I4s", data, 8)
+    if length != 13 or kind != b"IHDR":
+        raise AnnotationError("corrupt PNG (first chunk is not IHDR)")
+    (crc,) = struct.unpack_from(">I", data, 29)
+    if zlib.crc32(data[12:29]) != crc:
+        raise AnnotationError("corrupt PNG (bad CRC in chunk 'IHDR')")
+    width, height = struct.unpack_from(">II", data, 16)
+    if width == 0 or height == 0:
+        raise AnnotationError(f"corrupt PNG header (size {width}x{height})")
+    return width, height
 
 
 def resolve_label(name: str) -> CityscapesLabel | None:
@@ -61,7 +128,7 @@ def _image_size(document: Any) -> tuple[int, int]:
         width, height = int(document["imgWidth"]), int(document["imgHeight"])
     except KeyError as exc:
         raise AnnotationError(f"no {exc.args[0]!r} in the annotation") from None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
         raise AnnotationError(f"imgWidth/imgHeight are not integers: {document['imgWidth']!r} x {document['imgHeight']!r}") from None
     if width < 1 or height < 1:
         raise AnnotationError(f"image size {width}x{height} is empty")
@@ -88,6 +155,8 @@ def parse_polygons(data: bytes) -> tuple[int, int, list[tuple[Any, int]]]:
         raise AnnotationError("not valid JSON (not UTF-8 text)") from None
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # an integer over Python's 4300-digit limit; absurd nesting
+        raise AnnotationError(f"unreadable JSON ({str(exc) or type(exc).__name__})") from None
     width, height = _image_size(document)
     if document.get("ignore"):
         raise AnnotationError("has 'ignore' regions, which are not polygons (json2labelImg cannot draw them either)")
@@ -117,9 +186,14 @@ def parse_polygons(data: bytes) -> tuple[int, int, list[tuple[Any, int]]]:
     return width, height, shapes
 
 
-def rasterize_polygons(data: bytes) -> np.ndarray:
-    """A Cityscapes *_polygons.json (its bytes) -> (H, W) uint8 trainIds, as json2labelImg draws them."""
+def rasterize_polygons(data: bytes, image: ImageSize = NO_IMAGE) -> np.ndarray:
+    """A Cityscapes *_polygons.json (its bytes) -> (H, W) uint8 trainIds, as json2labelImg draws them.
+
+    The declared imgWidth x imgHeight must equal the image's size (or stay within
+    MAX_PIXELS_WITHOUT_IMAGE when there is none) before the canvas is allocated.
+    """
     width, height, shapes = parse_polygons(data)
+    image.check("imgWidth x imgHeight", width, height)
     canvas = Image.new("L", (width, height), IGNORE_TRAIN_ID)
     drawer = ImageDraw.Draw(canvas)
     for index, (points, train_id) in enumerate(shapes):
@@ -130,11 +204,18 @@ def rasterize_polygons(data: bytes) -> np.ndarray:
     return np.frombuffer(canvas.tobytes(), dtype=np.uint8).reshape(height, width)
 
 
-def decode_label_ids(data: bytes) -> np.ndarray:
+def decode_label_ids(data: bytes, image: ImageSize = NO_IMAGE) -> np.ndarray:
     """An official *_labelIds.png (its bytes) -> (H, W) uint8 ids, every value checked to be a Cityscapes id.
 
-    Map the result to trainIds with cityscapes_labels.ID_TO_TRAIN_ID (e.g. while encoding).
+    The size in its header must equal the image's (or stay within MAX_PIXELS_WITHOUT_IMAGE when
+    there is none) before any pixel is decoded. Map the result to trainIds with
+    cityscapes_labels.ID_TO_TRAIN_ID (e.g. while encoding).
     """
+    try:
+        width, height = png_header_size(data)
+    except AnnotationError as exc:
+        raise AnnotationError(f"cannot decode labelIds PNG ({exc})") from None
+    image.check("the labelIds PNG", width, height)
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()

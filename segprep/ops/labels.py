@@ -123,7 +123,11 @@ def prepare_label(data: bytes, policy: LabelPolicy) -> PreparedLabel:
     array, mode, histogram = decode_label(data)
     conversion: str | None = None
     if mode == "L":
-        pass
+        info = read_image_info(data)
+        if info.bit_depth != 8:
+            # 1-, 2- and 4-bit grey: decoders scale the samples to 8 bits (4-bit 3 reads as 51), and the
+            # contract stores 8-bit PNGs only, so the values every decoder reads are written as 8-bit.
+            conversion = f"{info.bit_depth}-bit grey→8-bit"
     elif mode == "P":
         if not policy.accept_palette:
             raise LabelError("palette PNG label; expected a single-channel index PNG")
