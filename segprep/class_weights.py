@@ -18,7 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segprep.errors import SegprepError
+
 METHODS = ("median-frequency", "inverse")
+
+
+class ClassWeightsError(SegprepError, ValueError):
+    """A split whose pixel counts give no usable weights (no labelled pixel, inconsistent counts)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ def class_weights(method: str, class_pixels: np.ndarray, presence_pixels: np.nda
     present = counts > 0
     weights = np.zeros(num_classes, dtype=np.float64)
     if not present.any():
-        raise ValueError("the split has no labelled pixels")
+        raise ClassWeightsError("the split has no labelled pixels")
     if method == "median-frequency":
         with np.errstate(divide="ignore", invalid="ignore"):  # inconsistent counts are refused just below
             frequency = counts[present] / np.asarray(presence_pixels[:num_classes], dtype=np.float64)[present]
@@ -50,5 +56,5 @@ def class_weights(method: str, class_pixels: np.ndarray, presence_pixels: np.nda
     if not np.isfinite(weights).all():
         # Only inconsistent counts (a class's pixels in no image) get here; inf or NaN would make every loss NaN.
         bad = [int(c) for c in np.flatnonzero(~np.isfinite(weights))]
-        raise ValueError(f"class weights of class(es) {bad} are not finite: the class-pixel counts are inconsistent")
+        raise ClassWeightsError(f"class weights of class(es) {bad} are not finite: the class-pixel counts are inconsistent")
     return ClassWeights(method, [round(float(w), 6) for w in weights], [int(c) for c in np.flatnonzero(~present)])

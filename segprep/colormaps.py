@@ -72,6 +72,11 @@ IGNORE_DISPLAY_COLOR: tuple[int, int, int] = (224, 224, 192)
 # Label images are uint8, so no colormap can meaningfully have more entries.
 _MAX_ENTRIES = 256
 
+
+class ColormapError(SegprepError, ValueError):
+    """An unknown colormap name or a malformed colour table (from a registry, a manifest or an option)."""
+
+
 # --------------------------------------------------------------------------
 # Colour tables (facts; see the module docstring for the sources).
 # --------------------------------------------------------------------------
@@ -218,14 +223,14 @@ def builtin_colormap(name: str) -> np.ndarray:
     else gets.
 
     Raises:
-        ValueError: ``name`` is not one of :data:`BUILTIN_COLORMAPS`; the
+        ColormapError (a ValueError): ``name`` is not one of :data:`BUILTIN_COLORMAPS`; the
             message lists the known names so a typo is easy to fix.
     """
     if name == "pascal":
         return _pascal_colormap()
     table = _TABLES.get(name) if isinstance(name, str) else None
     if table is None:
-        raise ValueError(
+        raise ColormapError(
             f"unknown colormap {name!r}; known colormaps: "
             + ", ".join(BUILTIN_COLORMAPS)
         )
@@ -240,15 +245,15 @@ def _is_int(value: object) -> bool:
 def _validate_rgb(value: object, what: str) -> tuple[int, int, int]:
     """Check that ``value`` is three ints in 0..255 and return it as a tuple."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise ValueError(f"{what} must be a sequence of 3 ints, got {value!r}")
+        raise ColormapError(f"{what} must be a sequence of 3 ints, got {value!r}")
     if len(value) != 3:
-        raise ValueError(f"{what} must have exactly 3 components (r, g, b), got {value!r}")
+        raise ColormapError(f"{what} must have exactly 3 components (r, g, b), got {value!r}")
     out = []
     for component in value:
         if not _is_int(component):
-            raise ValueError(f"{what} must contain ints only, got {value!r}")
+            raise ColormapError(f"{what} must contain ints only, got {value!r}")
         if not 0 <= int(component) <= 255:
-            raise ValueError(f"{what} components must be in 0..255, got {value!r}")
+            raise ColormapError(f"{what} components must be in 0..255, got {value!r}")
         out.append(int(component))
     return (out[0], out[1], out[2])
 
@@ -263,17 +268,17 @@ def _as_colormap(colormap: object) -> np.ndarray:
     """
     arr = np.asarray(colormap)
     if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ValueError(f"colormap must have shape (K, 3), got {arr.shape}")
+        raise ColormapError(f"colormap must have shape (K, 3), got {arr.shape}")
     if not 1 <= arr.shape[0] <= _MAX_ENTRIES:
-        raise ValueError(
+        raise ColormapError(
             f"colormap must have 1..{_MAX_ENTRIES} entries, got {arr.shape[0]}"
         )
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"colormap must have an integer dtype, got {arr.dtype}")
+        raise ColormapError(f"colormap must have an integer dtype, got {arr.dtype}")
     if arr.min() < 0 or arr.max() > 255:
-        raise ValueError("colormap values must be in 0..255")
+        raise ColormapError("colormap values must be in 0..255")
     return arr.astype(np.uint8)
 
 
@@ -287,25 +292,25 @@ def resolve_colormap(spec: str | Sequence[Sequence[int]]) -> np.ndarray:
     wrongly coloured or wrongly decoded labels.
 
     Raises:
-        ValueError: unknown name, or a malformed list.
+        ColormapError (a ValueError): unknown name, or a malformed list.
     """
     if isinstance(spec, str):
         return builtin_colormap(spec)
     if isinstance(spec, np.ndarray):
         if spec.ndim != 2 or spec.shape[1] != 3:
-            raise ValueError(f"colormap must have shape (K, 3), got {spec.shape}")
+            raise ColormapError(f"colormap must have shape (K, 3), got {spec.shape}")
         if spec.dtype.kind not in "iu":
-            raise ValueError(f"colormap must contain ints, got dtype {spec.dtype}")
+            raise ColormapError(f"colormap must contain ints, got dtype {spec.dtype}")
         return _as_colormap(spec).copy()
     if isinstance(spec, bytes) or not isinstance(spec, Sequence):
-        raise ValueError(
+        raise ColormapError(
             "colormap must be a built-in name or a list of [r, g, b] entries, "
             f"got {type(spec).__name__}"
         )
     if len(spec) == 0:
-        raise ValueError("colormap list is empty")
+        raise ColormapError("colormap list is empty")
     if len(spec) > _MAX_ENTRIES:
-        raise ValueError(
+        raise ColormapError(
             f"colormap has {len(spec)} entries; at most {_MAX_ENTRIES} fit uint8 labels"
         )
     rows = [_validate_rgb(entry, f"colormap entry {i}") for i, entry in enumerate(spec)]
@@ -328,10 +333,10 @@ def void_color(name: str) -> tuple[int, int, int] | None:
     treat index 65 as ignore downstream if wanted.
 
     Raises:
-        ValueError: ``name`` is not a built-in colormap name.
+        ColormapError (a ValueError): ``name`` is not a built-in colormap name.
     """
     if name not in BUILTIN_COLORMAPS:
-        raise ValueError(
+        raise ColormapError(
             f"unknown colormap {name!r}; known colormaps: "
             + ", ".join(BUILTIN_COLORMAPS)
         )
@@ -487,7 +492,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, colormap: object, ignore_labe
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-class ColormapFileError(SegprepError, ValueError):
+class ColormapFileError(ColormapError):
     """A --colormap file that cannot be read or parsed; the message names the file (and line)."""
 
 

@@ -6,6 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from segprep.errors import SegprepError
+
+
+class SplitSpecError(SegprepError, ValueError):
+    """A bad NAME=FRACTION split, a split given twice, fractions over 1, or a name unfit for a list file."""
+
 
 def parse_fractions(specs: list[str] | tuple[str, ...]) -> dict[str, float]:
     """['train=0.8', 'val=0.2'] -> {'train': 0.8, 'val': 0.2}; fractions must be positive and sum to at most 1."""
@@ -17,13 +23,13 @@ def parse_fractions(specs: list[str] | tuple[str, ...]) -> dict[str, float]:
         except ValueError:
             fraction = -1.0
         if not sep or not name or not 0 < fraction <= 1:
-            raise ValueError(f"bad split {spec!r}: expected NAME=FRACTION with 0 < FRACTION <= 1")
+            raise SplitSpecError(f"bad split {spec!r}: expected NAME=FRACTION with 0 < FRACTION <= 1")
         check_split_name(name)
         if name in fractions:
-            raise ValueError(f"split {name!r} given twice")
+            raise SplitSpecError(f"split {name!r} given twice")
         fractions[name] = fraction
     if sum(fractions.values()) > 1 + 1e-9:
-        raise ValueError(f"split fractions add up to {sum(fractions.values()):g} > 1")
+        raise SplitSpecError(f"split fractions add up to {sum(fractions.values()):g} > 1")
     return fractions
 
 
@@ -58,7 +64,7 @@ def unplaced_note(unplaced: int, total: int, fractions: dict[str, float]) -> str
 def check_split_name(name: str) -> None:
     """A split name becomes a file name ({name}.txt): no folders, no hidden files, no spaces."""
     if not name or name.startswith(".") or any(ch in name for ch in "/\\\0") or any(ch.isspace() for ch in name):
-        raise ValueError(f"bad split name {name!r}: it names the list file {name}.txt, so no '/', '\\', spaces or leading '.'")
+        raise SplitSpecError(f"bad split name {name!r}: it names the list file {name}.txt, so no '/', '\\', spaces or leading '.'")
 
 
 def with_trainval(lists: dict[str, list[str]]) -> dict[str, list[str]]:

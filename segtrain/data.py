@@ -130,5 +130,13 @@ def eval_dataset(files: list[str]) -> tf.data.Dataset:
     return dataset.map(parse_record, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def first_images(files: list[str], count: int) -> list:
+    """The first `count` images of the records (uint8 RGB arrays, in shard order): int8 calibration's sample."""
+    images = []
+    for example in eval_dataset(files).take(count):
+        images.append(example["image"].numpy())
+    return images
+
+
 def _image_label(example: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
     return example["image"], example["label"]

@@ -21,14 +21,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from segprep.errors import SegprepError
-from segtrain.backbones import VARIANTS, backbone_for_variant, scope
-from segtrain.backbones.mobilenet_v2 import SCOPE as MNV2_SCOPE
-from segtrain.backbones.mobilenet_v2 import widths
-from segtrain.backbones.xception import VARIANTS as XCEPTION_BLOCKS
+from segtrain.backbones import BACKBONES, VARIANTS, BackboneMismatch, backbone_for_scope, backbone_for_variant, detect, scope
 from segtrain.deeplab_model import DEFAULT_RATES, INIT_MODES, DeepLabConfig, build, variables_for_mode
+from segtrain.errors import SegtrainError
 
-SUPPORTED_SCOPES = (MNV2_SCOPE, *XCEPTION_BLOCKS)
+SUPPORTED_SCOPES = tuple(row.scope for row in BACKBONES.values())  # how a checkpoint's backbone is recognised
 # Backbones DeepLab has that segtrain does not build: named in the error rather than "not DeepLab".
 _OTHER_DEEPLAB_SCOPES = ("resnet_v1_18", "resnet_v1_50", "resnet_v1_101", "MobilenetV3", "MobilenetEdgeTPU", "pnasnet", "hnasnet")
 _HEAD_SCOPES = ("image_pooling", "aspp0", "concat_projection", "decoder", "logits")
@@ -36,11 +33,9 @@ _SLOT = re.compile(r"^(Momentum|Adam(_\d+)?|RMSProp(_\d+)?|Adagrad|Ftrl(_\d+)?|A
 _EMA = re.compile(r"^ExponentialMovingAverage(_\d+)?$")
 _BOOKKEEPING = {"global_step", "beta1_power", "beta2_power"}
 _TF2_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
-# Depth multipliers of DeepLab's and slim's MobilenetV2 checkpoints, tried before a finer search.
-_COMMON_MULTIPLIERS = (1.0, 0.5, 0.75, 0.35, 0.25, 1.4, 1.3)
 
 
-class DeepLabCheckpointError(SegprepError, ValueError):
+class DeepLabCheckpointError(SegtrainError):
     """A checkpoint that is not DeepLab's, is a variant segtrain does not build, or does not fit the model."""
 
 
@@ -70,7 +65,7 @@ class DeepLabCheckpoint:
         """One line for the terminal: the network found and what was copied or ignored."""
         config = self.config
         parts = [f"output stride {config.output_stride}"]
-        if config.backbone == "mobilenetv2" and config.depth_multiplier != 1.0:
+        if config.depth_multiplier != 1.0:
             parts.insert(0, f"depth multiplier {config.depth_multiplier:g}")
         parts.append("ASPP rates " + "/".join(map(str, config.rates)) if config.rates else "no atrous ASPP branches")
         parts.append("image pooling" if config.image_pooling else "no image pooling")
@@ -191,45 +186,14 @@ def backbone_variant(contents: CheckpointContents) -> str:
     if len(found) > 1:
         raise _fail(contents.prefix, f"holds several backbones ({', '.join(found)})")
     if found:
-        return "mobilenet_v2" if found[0] == MNV2_SCOPE else found[0]
+        row = backbone_for_scope(found[0])
+        assert row is not None
+        return row.variant
     other = [s for s in scopes if s in _OTHER_DEEPLAB_SCOPES]
     if other:
         raise _fail(contents.prefix, f"unsupported DeepLab backbone scope '{other[0]}' (segtrain imports {', '.join(SUPPORTED_SCOPES)})")
     listed = ", ".join(scopes[:6]) + (", ..." if len(scopes) > 6 else "") if scopes else "none"
     raise _fail(contents.prefix, f"not a DeepLab checkpoint: no {' / '.join(SUPPORTED_SCOPES)} variables (scopes found: {listed})")
-
-
-def _shape(contents: CheckpointContents, name: str) -> tuple[int, ...]:
-    if name not in contents.shapes:
-        raise _fail(contents.prefix, f"has no variable '{name}'")
-    return contents.shapes[name]
-
-
-def detect_depth_multiplier(contents: CheckpointContents) -> float:
-    """MobilenetV2's depth multiplier: the one whose channel counts are the checkpoint's, layer for layer."""
-    stem = _shape(contents, f"{MNV2_SCOPE}/Conv/weights")[3]
-    found = []
-    for index in range(17):
-        block = f"{MNV2_SCOPE}/expanded_conv" + (f"_{index}" if index else "")
-        expand = contents.shapes.get(f"{block}/expand/weights")
-        project = contents.shapes.get(f"{block}/project/weights")
-        if project is None:
-            raise _fail(contents.prefix, f"has no variable '{block}/project/weights' (not DeepLab's MobilenetV2)")
-        found.append((expand[3] if expand else None, project[3]))
-    wanted = (stem, tuple(found))
-    fine = [round(0.005 * k, 3) for k in range(1, 601)]
-    for multiplier in (*_COMMON_MULTIPLIERS, *fine):
-        candidate = widths(multiplier)
-        if (candidate.stem, candidate.blocks) == wanted:
-            return multiplier
-    raise _fail(contents.prefix, f"MobilenetV2 channel counts (Conv: {stem}) match no depth multiplier")
-
-
-def _check_xception_units(contents: CheckpointContents, variant: str) -> None:
-    units = {int(m[1]) for name in contents.shapes if (m := re.match(rf"{variant}/middle_flow/block1/unit_(\d+)/", name))}
-    expected = next(b.units for b in XCEPTION_BLOCKS[variant] if b.scope == "middle_flow/block1")
-    if len(units) != expected:
-        raise _fail(contents.prefix, f"scope '{variant}' has {len(units)} middle-flow units, DeepLab's {variant} has {expected}")
 
 
 def _aspp_branches(contents: CheckpointContents) -> int:
@@ -270,9 +234,10 @@ def inspect_checkpoint(path: str | Path, output_stride: int = 16, atrous_rates: 
     contents = read_contents(path)
     variant = backbone_variant(contents)
     backbone = backbone_for_variant(variant)
-    multiplier = detect_depth_multiplier(contents) if variant == "mobilenet_v2" else 1.0
-    if variant != "mobilenet_v2":
-        _check_xception_units(contents, variant)
+    try:
+        detected = detect(backbone, contents.shapes)  # the backbone's own settings (a width), by its family module
+    except BackboneMismatch as exc:
+        raise _fail(contents.prefix, str(exc)) from None
     filters = _check_heads(contents)
     if "logits/semantic/weights" not in contents.shapes:
         scopes = ", ".join(s for s in _top_scopes(contents.shapes) if s.startswith("logits")) or "none"
@@ -286,7 +251,7 @@ def inspect_checkpoint(path: str | Path, output_stride: int = 16, atrous_rates: 
     if output_stride not in (8, 16):
         raise _fail(contents.prefix, f"output stride must be 8 or 16, got {output_stride}")
     config = DeepLabConfig(
-        num_classes=num_classes, backbone=backbone, depth_multiplier=multiplier, output_stride=output_stride,
+        num_classes=num_classes, backbone=backbone, output_stride=output_stride, **detected,
         aspp=branches > 0, atrous_rates=atrous_rates, image_pooling="image_pooling/weights" in contents.shapes,
         decoder="decoder/feature_projection0/weights" in contents.shapes, filters=filters,
     )

@@ -16,7 +16,8 @@ import keras
 from keras import layers
 
 from segtrain import heads
-from segtrain.backbones import BACKBONES, extract_features, scope
+from segtrain.backbones import BACKBONE_NAMES as BACKBONES
+from segtrain.backbones import extract_features, scope, spec
 from segtrain.backbones.slim_layers import tf1_variables
 
 DEFAULT_RATES = (6, 12, 18)  # DeepLab's atrous rates at output stride 16
@@ -52,7 +53,7 @@ class DeepLabConfig:
             raise ValueError(f"unknown backbone {self.backbone!r} (choose from {', '.join(BACKBONES)})")
         if self.output_stride not in (8, 16):
             raise ValueError(f"output stride must be 8 or 16, got {self.output_stride}")
-        if self.backbone != "mobilenetv2" and self.depth_multiplier != 1.0:
+        if not spec(self.backbone).has_width and self.depth_multiplier != 1.0:
             raise ValueError(f"{self.backbone} has no depth multiplier (got {self.depth_multiplier})")
         if self.weight_init not in ("deeplab", "keras"):
             raise ValueError(f"weight_init must be 'deeplab' or 'keras', got {self.weight_init!r}")

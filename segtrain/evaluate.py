@@ -91,22 +91,23 @@ def evaluate_model(
 
 
 def read_png(path: Path) -> np.ndarray:
-    """An index PNG's values [H, W]; ValueError naming the file when it is damaged or not single-channel."""
+    """An index PNG's values [H, W]; ImageReadError (a ValueError) naming the file when it is damaged or not single-channel."""
     from PIL import Image
 
+    from segtrain.errors import ImageReadError
     from segtrain.files import read_regular
 
     try:
         with Image.open(io.BytesIO(read_regular(path))) as image:  # a FIFO is refused, never waited on
             if image.mode not in ("L", "P"):
-                raise ValueError(f"{path}: {image.mode} PNG; expected a single-channel index PNG")
+                raise ImageReadError(f"{path}: {image.mode} PNG; expected a single-channel index PNG")
             return np.asarray(image)
     except ValueError:
         raise
     except (OSError, SyntaxError, EOFError, IndexError) as exc:  # PIL's ways of saying "damaged"
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
-        raise ValueError(f"{path}: cannot read PNG ({' '.join(str(exc).split()) or type(exc).__name__})") from None
+        raise ImageReadError(f"{path}: cannot read PNG ({' '.join(str(exc).split()) or type(exc).__name__})") from None
 
 
 def score_folders(prediction_dir: Path, truth: dict[str, np.ndarray] | dict[str, Path], accumulator: Accumulator, probabilities: bool = False) -> list[str]:

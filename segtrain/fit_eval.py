@@ -116,8 +116,8 @@ class EvalTarget:
     class_names: list[str]
 
 
-def prepare_evaluation(config, num_classes: int, ignore_label: int, class_names: list[str]) -> tuple[EvalTarget, EvalHistory] | None:  # type: ignore[no-untyped-def]
-    """For a FitConfig with eval_every: the split's shards and the logdir's history, checked before any model is built.
+def prepare_evaluation(config, labels) -> tuple[EvalTarget, EvalHistory] | None:  # type: ignore[no-untyped-def]
+    """For a FitConfig with eval_every and the dataset's Labels: the split's shards and the logdir's history, checked before any model is built.
 
     A split without shards or records, or a damaged or foreign eval_history.json, is refused here rather
     than after the first N steps of training.
@@ -128,7 +128,7 @@ def prepare_evaluation(config, num_classes: int, ignore_label: int, class_names:
 
     files = record_files(config.data_dir, config.eval_split)
     require_records(files, config.data_dir, config.eval_split)
-    target = EvalTarget(files, Path(config.data_dir), config.eval_split, num_classes, ignore_label, list(class_names))
+    target = EvalTarget(files, Path(config.data_dir), config.eval_split, labels.num_classes, labels.ignore_label, list(labels.class_names))
     return target, EvalHistory.load(Path(config.logdir), config.eval_split)
 
 
@@ -161,7 +161,7 @@ class FitEvaluator:
     def _save_best_run(self) -> None:
         """best/segtrain.json: the fit's own run file (written before training), so best/ rebuilds the same model."""
         from segprep.fileio import atomic_write_bytes
-        from segtrain.train import RUN_FILE
+        from segtrain.run_file import RUN_FILE
 
         (self.logdir / BEST_DIR).mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.logdir / BEST_DIR / RUN_FILE, (self.logdir / RUN_FILE).read_bytes())

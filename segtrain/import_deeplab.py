@@ -13,28 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from segprep.errors import OutputLocationError
 from segtrain.errors import SegtrainError
-
-
-@dataclass(frozen=True)
-class Labels:
-    """What segtrain.json says about the classes: from a registry entry, or defaults."""
-
-    dataset: str | None
-    ignore_label: int
-    colormap: list[list[int]]
-    class_names: list[str]
-
-
-def default_labels(num_classes: int) -> Labels:
-    """No --dataset: PASCAL's colormap (DeepLab's default), ignore label 255, class_0, class_1, ..."""
-    from segprep.colormaps import builtin_colormap
-
-    return Labels(None, 255, builtin_colormap("pascal").tolist(), [f"class_{i}" for i in range(num_classes)])
+from segtrain.labels import Labels
 
 
 def check_import_target(out: Path) -> None:
@@ -47,25 +30,25 @@ def check_import_target(out: Path) -> None:
         raise OutputLocationError(f"{out}: not empty; import-deeplab writes a new logdir, choose a new or empty --out")
 
 
-def import_to_logdir(checkpoint: Path, out: Path, output_stride: int, labels: Labels | None, dataset_classes: int | None = None) -> str:
+def import_to_logdir(checkpoint: Path, out: Path, output_stride: int, labels: Labels | None) -> str:
     """Import checkpoint into the new logdir out; returns the one-line summary.
 
-    dataset_classes: the --dataset's class count, which must equal the checkpoint's logits (checked before
-    the model is built).
+    labels: the --dataset's (its class count must equal the checkpoint's logits, checked before the
+    model is built), or None for Labels.default.
     """
     import tensorflow as tf
 
     from segtrain.deeplab_checkpoint import import_deeplab, inspect_checkpoint
     from segtrain.model import ModelConfig
-    from segtrain.train import save_run
+    from segtrain.run_file import save_run
 
     found = inspect_checkpoint(checkpoint, output_stride)
     classes = found.config.num_classes
-    if dataset_classes is not None and labels is not None and dataset_classes != classes:
-        raise SegtrainError(f"{found.prefix}: the checkpoint's logits have {classes} classes, dataset {labels.dataset!r} has {dataset_classes}; import without --dataset or choose the dataset it was trained on")
+    if labels is not None and labels.num_classes != classes:
+        raise SegtrainError(f"{found.prefix}: the checkpoint's logits have {classes} classes, dataset {labels.dataset!r} has {labels.num_classes}; import without --dataset or choose the dataset it was trained on")
     check_import_target(out)
     model, found = import_deeplab(checkpoint, output_stride)
-    labels = labels or default_labels(classes)
+    labels = labels or Labels.default(classes)
     step = found.global_step if found.global_step is not None and found.global_step >= 0 else 0
     staged = out.with_name(f".{out.name}.segtrain-import-{os.getpid()}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +57,7 @@ def import_to_logdir(checkpoint: Path, out: Path, output_stride: int, labels: La
         manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(staged), max_to_keep=1, checkpoint_name="ckpt")
         manager.save(checkpoint_number=step)
         config = ModelConfig(**found.config.to_dict())
-        save_run(staged, labels.dataset, config, labels.ignore_label, labels.colormap, labels.class_names, {"imported_from": found.to_dict()})
+        save_run(staged, config, labels, {"imported_from": found.to_dict()})
         if os.path.lexists(out):
             out.rmdir()  # checked empty above
         os.rename(staged, out)

@@ -20,10 +20,11 @@ from pathlib import Path
 import keras
 
 from segtrain import deeplab_model
+from segtrain.backbones import BACKBONE_NAMES, spec
 from segtrain.deeplab_model import DeepLabConfig
 from segtrain.errors import SegtrainError
 
-BACKBONES = ("mobilenetv2", "xception41", "xception65", "xception71")
+BACKBONES = BACKBONE_NAMES  # the table in segtrain.backbones
 # segtrain.json's "model_format": 2 is DeepLab's network with TF1-named weights (this module). Logdirs of
 # the earlier keras.applications model carry no model_format (format 1) and cannot be restored.
 MODEL_FORMAT = 2
@@ -95,11 +96,10 @@ def check_backbone_weights(backbone: str, depth_multiplier: float, weights: str 
     if weights is None:
         return
     if weights == "imagenet":
-        if backbone != "mobilenetv2":
+        if not spec(backbone).keras_imagenet:
             raise BackboneWeightsError(
-                f"--backbone-weights imagenet: Keras has no ImageNet weights of DeepLab's {backbone} (keras.applications' Xception "
-                f"is not DeepLab's aligned Xception); download DeepLab's {backbone.replace('xception', 'xception_')}_imagenet "
-                "checkpoint and pass --backbone-weights PATH/model.ckpt"
+                f"--backbone-weights imagenet: Keras has no ImageNet weights of DeepLab's {backbone} (keras.applications' models "
+                f"are not DeepLab's); download the {spec(backbone).imagenet_checkpoint} checkpoint and pass --backbone-weights PATH/model.ckpt"
             )
         if depth_multiplier != _KERAS_IMAGENET_MULTIPLIER:
             raise BackboneWeightsError(
@@ -123,8 +123,8 @@ def load_backbone_weights(model: keras.Model, config: ModelConfig) -> str:
     if weights != "imagenet" and _names_a_tf1_checkpoint(weights) and is_tf1_checkpoint(weights):
         report = load_deeplab_weights(model, config.backbone, weights, "backbone")
         return f"{report.copied} backbone variables from {report.prefix}"
-    if config.backbone != "mobilenetv2":
-        raise BackboneWeightsError(f"{weights}: not a TF1 checkpoint; {config.backbone}'s backbone weights come from DeepLab's TF1 ImageNet checkpoint (Keras weights files are for mobilenetv2)")
+    if not spec(config.backbone).keras_imagenet:
+        raise BackboneWeightsError(f"{weights}: not a TF1 checkpoint; {config.backbone}'s backbone weights come from the TF1 ImageNet checkpoint {spec(config.backbone).imagenet_checkpoint} (Keras weights files are for mobilenetv2)")
     if config.depth_multiplier != _KERAS_IMAGENET_MULTIPLIER:
         raise BackboneWeightsError(f"{weights}: keras.applications' MobileNetV2 has DeepLab's channel counts only at depth multiplier 1.0 (this model: {config.depth_multiplier:g})")
     source = _keras_mobilenet_v2(weights)

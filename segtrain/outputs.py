@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from segprep.errors import OutputLocationError
-from segprep.safewrite import OutputLedger, sha256_bytes  # noqa: F401 - predict hashes what it writes
+from segprep.safewrite import OutputLedger
 from segtrain.errors import SegtrainError
 from segtrain.images import IMAGE_SUFFIXES
 
@@ -170,3 +170,19 @@ def install_folder(staged: Path, out_dir: Path) -> None:
         os.rename(old, out_dir)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+EXPORT_LEDGER = ".segtrain-export.json"
+EXPORT_TOOL = "segtrain export"
+
+
+def ExportFileLedger(target: Path) -> OutputLedger:  # noqa: N802 - reads as the ledger's kind
+    """The ledger of single-file exports (.tflite) in target's folder."""
+    return OutputLedger(target.parent, EXPORT_LEDGER, EXPORT_TOOL)
+
+
+def check_file_export_target(target: Path) -> None:
+    """Refuse a --out file that is a folder, or a file export did not write (or that changed since)."""
+    if target.is_dir():
+        raise OutputLocationError(f"{target}: is a folder; a TFLite export is one file (e.g. {target / 'model.tflite'})")
+    ExportFileLedger(target).refuse_foreign([target.name], "choose another --out file, or remove it")

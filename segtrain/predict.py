@@ -1,5 +1,5 @@
-"""Inference helpers shared by eval, predict and export: probabilities at full resolution, optional
-multi-scale and flipped inputs averaged (DeepLab's eval_scales / add_flipped_images).
+"""Inference shared by eval, predict and export: probabilities at full resolution, optional multi-scale
+and flipped inputs averaged (DeepLab's eval_scales / add_flipped_images), and predict's pictures.
 
 Images smaller than the model's output stride (a 1x1 or 3x5 crop, or a small image at scale 0.5)
 are padded bottom/right with the mean pixel to the output stride and the logits cropped back, so
@@ -9,11 +9,13 @@ every prediction has its input's size.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from segtrain.labels import Labels
 from segtrain.model import input_requirements
 
 
@@ -65,21 +67,46 @@ def probabilities(model: keras.Model, image: np.ndarray, scales: Sequence[float]
     return make_predictor(model, scales, flip)(image)
 
 
-class ExportModule(tf.Module):
-    """A SavedModel signature: uint8 images of any size -> class map and probabilities (no crop-size limit)."""
+def write_predictions(
+    predict_image: Callable[[np.ndarray], np.ndarray], labels: Labels, files: Sequence[Path], out_dir: Path, written: dict[str, str]
+) -> list[str]:
+    """Predict each image file into out_dir: {stem}.png (class ids), {stem}_color.png, {stem}_overlay.png.
 
-    def __init__(self, model: keras.Model) -> None:
-        super().__init__()
-        self.model = model
-        self.min_size, self.mean = input_requirements(model)
+    predict_image: uint8 RGB [H, W, 3] -> probabilities [H, W, K] (make_predictor, or an export's).
+    written: name -> sha256 of each file written (for the output ledger, even when a later image fails).
+    Returns one problem line per image that could not be read or predicted; the others are written.
+    """
+    import io
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    def serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits = padded_logits(self.model, tf.cast(images, tf.float32), self.min_size, self.mean)
-        probs = tf.nn.softmax(logits, axis=-1)
-        return {"classes": tf.argmax(probs, axis=-1, output_type=tf.int32), "probabilities": probs}
+    from PIL import Image
 
+    from segprep.colormaps import colorize, overlay
+    from segprep.fileio import atomic_write_bytes
+    from segprep.safewrite import sha256_bytes
+    from segtrain.errors import ImageReadError
+    from segtrain.images import read_rgb
+    from segtrain.outputs import output_names
 
-def export_saved_model(model: keras.Model, out_dir: str) -> None:
-    module = ExportModule(model)
-    tf.saved_model.save(module, out_dir, signatures={"serving_default": module.serve})
+    def png(array: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    colours, ignore = labels.colour_list, labels.ignore_label
+    problems = []
+    for path in files:
+        try:
+            rgb = read_rgb(path)
+            classes = predict_image(rgb).argmax(axis=-1).astype(np.uint8)
+        except ImageReadError as exc:
+            problems.append(str(exc))
+            continue
+        except tf.errors.ResourceExhaustedError:
+            problems.append(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} is too large for this machine's memory")
+            continue
+        pictures = (classes, colorize(classes, colours, ignore), overlay(rgb, classes, colours, ignore))
+        for name, picture in zip(output_names(path), pictures):
+            data = png(picture)
+            atomic_write_bytes(out_dir / name, data)
+            written[name] = sha256_bytes(data)
+    return problems

@@ -65,7 +65,7 @@ def test_eval_scalars_terminal_lines_and_history(workspace):
 def test_checkpoints_hold_recomputed_statistics(workspace):
     """At momentum 0.999999 four steps leave the moving averages at their start (mean 0, variance 1): only the
     recompute before saving can have moved them to the batches' statistics."""
-    from segtrain.train import load_model
+    from segtrain.checkpoints import load_model
 
     root, _, _ = workspace
     for checkpoint in (root / "run", root / "run" / "best"):
@@ -130,12 +130,13 @@ def test_refused_before_training(workspace, tmp_path):
 
 def test_fit_checks_the_eval_shards_before_building(workspace, tmp_path):
     """The registry may know a split whose shards are not in --data: fit refuses it before any model or logdir."""
-    from segtrain.losses import LossConfig
+    from segtrain.data import AugmentConfig
+    from segtrain.labels import Labels
     from segtrain.model import ModelConfig
     from segtrain.train import FitConfig, fit
 
     root, _, _ = workspace
-    config = FitConfig(data_dir=root / "tf", logdir=tmp_path / "run", steps=2, batch_size=2, crop_height=32, crop_width=32, eval_every=1, eval_split="test")
+    config = FitConfig(data_dir=root / "tf", logdir=tmp_path / "run", steps=2, batch_size=2, augment=AugmentConfig(crop_height=32, crop_width=32), eval_every=1, eval_split="test")
     with pytest.raises(FileNotFoundError, match=r"no test-\*\.tfrecord shards") as caught:
-        fit("tiny", ModelConfig(num_classes=3, depth_multiplier=0.35, aspp=False), LossConfig(num_classes=3), config, ["a", "b", "c"])
+        fit(ModelConfig(num_classes=3, depth_multiplier=0.35, aspp=False), Labels(3, 255, (), ("a", "b", "c"), dataset="tiny"), config)
     assert str(root / "tf") in str(caught.value) and not (tmp_path / "run").exists()

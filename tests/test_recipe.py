@@ -213,8 +213,8 @@ def captured(monkeypatch):
 
     seen = {}
 
-    def fake_fit(dataset, model_config, loss_config, config, class_names, on_step=None, on_note=None):
-        seen.update(model=model_config, loss=loss_config, fit=config)
+    def fake_fit(model_config, labels, config, on_step=None, on_note=None):
+        seen.update(model=model_config, loss=config.loss_config(labels), fit=config, labels=labels)
         return segtrain.train.FitResult(0, config.steps, [1.0], 0.1, 10.0)
 
     monkeypatch.setattr(segtrain.train, "fit", fake_fit)
@@ -234,7 +234,7 @@ def test_cli_defaults(data, tmp_path, captured):
     assert result.exit_code == 0, result.output
     assert "crop 33,49 (the largest train image is 29x42" in result.stdout and "warning" not in result.stderr
     model, loss, config = captured["model"], captured["loss"], captured["fit"]
-    assert (config.crop_height, config.crop_width) == (33, 49)
+    assert (config.augment.crop_height, config.augment.crop_width) == (33, 49)
     assert config.optimizer == "adamw" and (config.learning_rate, config.weight_decay) == (DEFAULTS["adamw"].learning_rate, DEFAULTS["adamw"].weight_decay) == (0.001, 0.004)
     assert model.filters == 256 and model.depth_multiplier == 1.0 and loss.label_smoothing == 0.0 and not config.xla
 
@@ -246,7 +246,7 @@ def test_cli_recipe_options(data, tmp_path, captured):
     model, loss, config = captured["model"], captured["loss"], captured["fit"]
     assert model.depth_multiplier == 0.5 and model.filters == 128 and model.output_stride == 8
     assert config.optimizer == "adamw" and (config.learning_rate, config.weight_decay) == (0.001, 0.004) and config.xla
-    assert (config.crop_height, config.crop_width) == (65, 65) and loss.label_smoothing == 0.1
+    assert (config.augment.crop_height, config.augment.crop_width) == (65, 65) and loss.label_smoothing == 0.1
     result = _fit_cli(data, tmp_path / "run2", "--optimizer", "adamw", "--lr", "0.02", "--weight-decay", "0", "--depth-multiplier", "0.75")
     assert result.exit_code == 0, result.output
     assert (captured["fit"].learning_rate, captured["fit"].weight_decay, captured["model"].depth_multiplier) == (0.02, 0.0, 0.75)
@@ -270,10 +270,10 @@ def test_cli_default_optimizer_follows_the_start(data, tmp_path, captured):
 
 def test_cli_scale_range(data, tmp_path, captured):
     assert _fit_cli(data, tmp_path / "run").exit_code == 0
-    assert (captured["fit"].min_scale, captured["fit"].max_scale, captured["fit"].scale_step) == (0.5, 2.0, 0.25)  # DeepLab's
+    assert (captured["fit"].augment.min_scale, captured["fit"].augment.max_scale, captured["fit"].augment.scale_step) == (0.5, 2.0, 0.25)  # DeepLab's
     result = _fit_cli(data, tmp_path / "run2", "--min-scale", "0.75", "--max-scale", "1.25", "--scale-step", "0")
     assert result.exit_code == 0, result.output
-    assert (captured["fit"].min_scale, captured["fit"].max_scale, captured["fit"].scale_step) == (0.75, 1.25, 0.0)
+    assert (captured["fit"].augment.min_scale, captured["fit"].augment.max_scale, captured["fit"].augment.scale_step) == (0.75, 1.25, 0.0)
     del captured["model"]
     result = _fit_cli(data, tmp_path / "run3", "--min-scale", "1.5", "--max-scale", "1.25")
     assert result.exit_code == 2 and "larger than --max-scale" in result.output and "model" not in captured
@@ -303,21 +303,24 @@ def _scalars(logdir):
 
 
 def _tiny_fit(records, logdir, optimizer, steps, **model):
+    from segtrain.data import AugmentConfig
+    from segtrain.labels import Labels
     from segtrain.train import FitConfig, fit
 
     config = FitConfig(
-        data_dir=records, logdir=logdir, steps=steps, batch_size=2, crop_height=33, crop_width=33, summary_every=1,
+        data_dir=records, logdir=logdir, steps=steps, batch_size=2, augment=AugmentConfig(crop_height=33, crop_width=33), summary_every=1,
         checkpoint_every=steps, image_summary_every=steps, seed=0, optimizer=optimizer, weight_decay=DEFAULTS[optimizer].weight_decay,
-        learning_rate=DEFAULTS[optimizer].learning_rate, colormap=[[0, 0, 0], [255, 0, 0], [0, 255, 0]],
+        learning_rate=DEFAULTS[optimizer].learning_rate, label_smoothing=0.1,
     )
     if "bn_recompute_batches" in {f.name for f in dataclasses.fields(FitConfig)}:
         config = dataclasses.replace(config, bn_recompute_batches=1)  # not what these tests are about
-    return fit("tiny", ModelConfig(num_classes=3, depth_multiplier=0.35, filters=16, **model), LossConfig(num_classes=3, label_smoothing=0.1), config, ["a", "b", "c"])
+    labels = Labels(3, 255, ((0, 0, 0), (255, 0, 0), (0, 255, 0)), ("a", "b", "c"), dataset="tiny")
+    return fit(ModelConfig(num_classes=3, depth_multiplier=0.35, filters=16, **model), labels, config)
 
 
 def test_fit_records_the_model_and_logs_weight_decay(data, tmp_path):
     """--width / --head-filters round-trip through segtrain.json; sgd logs DeepLab's L2 term."""
-    from segtrain.train import load_model
+    from segtrain.checkpoints import load_model
 
     records, _ = data
     _tiny_fit(records, tmp_path / "run", "sgd", 2)
@@ -345,20 +348,22 @@ def test_fit_with_adamw(data, tmp_path):
 def test_resume_refuses_another_optimizer(tmp_path):
     """SGD's state restored into AdamW makes the weights NaN at the next step: refused, naming segtrain.json."""
     from segtrain.errors import RunFileError
-    from segtrain.train import RUN_FILE, check_resumable, save_run
+    from segtrain.checkpoints import check_resumable
+    from segtrain.labels import Labels
+    from segtrain.run_file import RUN_FILE, save_run
 
     config = ModelConfig(num_classes=3)
     logdir = tmp_path / "run"
     tf.train.Checkpoint(step=tf.Variable(1)).save(str(logdir / "ckpt"))
-    save_run(logdir, "tiny", config, 255, [], [])  # written before --optimizer: it was sgd
+    save_run(logdir, config, Labels(3, 255, (), (), dataset="tiny"))  # written before --optimizer: it was sgd
     check_resumable(logdir, config, "sgd")
     with pytest.raises(RunFileError, match="trained with --optimizer sgd, whose state cannot resume under --optimizer adamw") as caught:
         check_resumable(logdir, config, "adamw")
     assert str(caught.value).startswith(str(logdir / RUN_FILE)) and "\n" not in str(caught.value)
-    save_run(logdir, "tiny", config, 255, [], [], extra={"optimizer": "adamw"})
+    save_run(logdir, config, Labels(3, 255, (), (), dataset="tiny"), extra={"optimizer": "adamw"})
     check_resumable(logdir, config, "adamw")
     with pytest.raises(RunFileError, match="--optimizer adamw.*resume with --optimizer adamw"):
         check_resumable(logdir, config, "sgd")
-    save_run(logdir, "tiny", config, 255, [], [], extra={"optimizer": "rmsprop"})
+    save_run(logdir, config, Labels(3, 255, (), (), dataset="tiny"), extra={"optimizer": "rmsprop"})
     with pytest.raises(RunFileError, match='"optimizer" must be one of sgd, adamw'):
         check_resumable(logdir, config, "sgd")

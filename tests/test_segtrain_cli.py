@@ -46,7 +46,7 @@ def test_predict_score_and_export_agree(trained, tmp_path):
     import tensorflow as tf
 
     from segtrain.predict import probabilities
-    from segtrain.train import load_model
+    from segtrain.checkpoints import load_model
 
     root, run = trained
     images = sorted((root / "data" / "images").glob("*.png"))[:2]

@@ -321,7 +321,7 @@ def test_padded_predictions_equal_unpadded_ones_for_big_enough_images(setup):
     import tensorflow as tf
 
     from segtrain.predict import make_predictor
-    from segtrain.train import load_model
+    from segtrain.checkpoints import load_model
 
     model, _ = load_model(setup.run_dir)
     image = np.random.default_rng(3).integers(0, 256, (21, 34, 3), dtype=np.uint8)
@@ -615,7 +615,8 @@ def test_fit_stops_on_nan_without_saving_it(setup, tmp_path, monkeypatch, poison
 
 
 def test_weights_check_sees_nan_and_inf(setup):
-    from segtrain.train import load_model, weights_finite
+    from segtrain.checkpoints import load_model
+    from segtrain.train import weights_finite
 
     model, _ = load_model(setup.run_dir)
     assert weights_finite(model)

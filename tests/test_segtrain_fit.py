@@ -9,9 +9,11 @@ import pytest
 import tensorflow as tf
 from conftest import make_folder_dataset
 
-from segtrain.losses import LossConfig
 from segtrain.model import ModelConfig
-from segtrain.train import FitConfig, fit, initialize_from, load_model
+from segtrain.checkpoints import initialize_from, load_model
+from segtrain.data import AugmentConfig
+from segtrain.labels import Labels
+from segtrain.train import FitConfig, fit
 
 COLORMAP = [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]]
 
@@ -51,11 +53,12 @@ def small_fit(records, logdir, steps, **changes):
     # DeepLab's initializers start slower than Glorot's on this toy task: lr 0.1 lowers the loss ~2x in 30 steps
     model = ModelConfig(num_classes=4, backbone="mobilenetv2", output_stride=16, filters=32)
     config = FitConfig(
-        data_dir=records, logdir=logdir, steps=steps, batch_size=4, crop_height=32, crop_width=32,
-        learning_rate=0.1, checkpoint_every=5, summary_every=5, image_summary_every=10, seed=0, colormap=COLORMAP,
+        data_dir=records, logdir=logdir, steps=steps, batch_size=4, augment=AugmentConfig(crop_height=32, crop_width=32),
+        learning_rate=0.1, checkpoint_every=5, summary_every=5, image_summary_every=10, seed=0,
     )
     config = dataclasses.replace(config, **changes)
-    return fit("blocks", model, LossConfig(num_classes=4), config, ["a", "b", "c", "d"])
+    labels = Labels(4, 255, tuple(tuple(c) for c in COLORMAP), ("a", "b", "c", "d"), dataset="blocks")
+    return fit(model, labels, config)
 
 
 def test_fit_lowers_loss_and_resumes(records, tmp_path):

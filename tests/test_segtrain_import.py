@@ -75,7 +75,7 @@ def test_import_writes_a_logdir_with_every_variable(setup):
     assert run["imported_from"]["checkpoint"] == str(setup.ckpt) and run["imported_from"]["global_step"] == 1234
 
     from segtrain.deeplab_model import variables
-    from segtrain.train import load_model
+    from segtrain.checkpoints import load_model
 
     model, _ = load_model(setup.imported)
     table = variables(model)
@@ -86,7 +86,7 @@ def test_import_writes_a_logdir_with_every_variable(setup):
 
 def test_eval_predict_export_take_the_imported_logdir(setup, tmp_path):
     from segtrain.predict import probabilities
-    from segtrain.train import load_model
+    from segtrain.checkpoints import load_model
 
     result = setup.cli("eval", "--dataset", "tiny", "--checkpoint", setup.imported, "--split", "val", "--json", tmp_path / "val.json")
     assert result.exit_code == 0, result.output
@@ -106,7 +106,7 @@ def test_eval_predict_export_take_the_imported_logdir(setup, tmp_path):
 
 def test_fit_starts_from_the_deeplab_checkpoint_or_the_imported_logdir(setup, tmp_path):
     from segtrain.deeplab_model import variables
-    from segtrain.train import load_model
+    from segtrain.checkpoints import load_model
 
     cases = {
         "tf1 all-but-logits": (setup.ckpt, "all-but-logits", len(setup.values) - 2),

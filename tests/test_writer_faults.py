@@ -222,7 +222,7 @@ def test_a_bug_is_one_line_and_debug_shows_the_traceback(run_cli, folder_dataset
 
     monkeypatch.setattr(segprep.convert, "write_layout", broken)
     result = convert(run_cli, folder_dataset, tmp_path / "out")
-    assert_refused(result, "internal error: KeyError", "--debug")
+    assert_refused(result, "internal error: KeyError", "this is a bug in segprep", "--debug", code=3)
     with pytest.raises(KeyError):
         run_cli("--debug", "convert", "folder", "--root", folder_dataset, "--out", tmp_path / "out", "--name", "toy")
     monkeypatch.setenv("SEGPREP_DEBUG", "1")

@@ -42,7 +42,7 @@ def remove_colormap(src: Path, out: Path, colormap: str | None, unknown: str, ig
     this command wrote it (recorded with its sha256 in OUT's .segprep-remove-colormap.json) or
     holds the very bytes it would get; any other file is left alone and the run is refused.
     """
-    from segprep.colormaps import builtin_colormap, void_color
+    from segprep.colormaps import ColormapError, builtin_colormap, void_color
     from segprep.ops.remove_colormap import ColormapRemoval, convert_file, prepare_output, write_outputs
     from segprep.parallel import OrderedPool
 
@@ -51,7 +51,7 @@ def remove_colormap(src: Path, out: Path, colormap: str | None, unknown: str, ig
         try:
             colors = tuple(tuple(int(c) for c in rgb) for rgb in builtin_colormap(colormap))
             void = void_color(colormap)
-        except ValueError as exc:
+        except ColormapError as exc:
             raise click.BadParameter(str(exc), param_hint="--colormap") from None
         extra = (((void, ignore_label),) if void is not None else ())
         how = ColormapRemoval(colors, extra, unknown == "ignore", ignore_label)  # type: ignore[arg-type]

@@ -105,9 +105,8 @@ def convert(
     """Convert a dataset in a known layout to sharded TFRecords and update the registry."""
     from segprep.convert import write_layout
     from segprep.datasets.adapter import ConvertContext, OptionError, PrepareError
-    from segprep.datasets.base import LayoutError
+    from segprep.errors import SegprepError
     from segprep.paths import check_output_location
-    from segprep.registry import RegistryError
     from segprep.writer import WriterOptions
 
     adapter = ADAPTERS[dataset]
@@ -135,7 +134,7 @@ def convert(
         raise click.UsageError(str(exc) if exc.option in str(exc) else f"{exc.option}: {exc}") from None
     except PrepareError as exc:
         fail(exc.lines, str(exc))
-    except (LayoutError, RegistryError, ValueError) as exc:
+    except SegprepError as exc:  # LayoutError, RegistryError, AnnotationError...: a plain ValueError is a bug (exit 3)
         fail([], str(exc))
     layout = plan.layout
     if wanted:

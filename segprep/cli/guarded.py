@@ -1,10 +1,17 @@
 """The click group both CLIs use: no Python traceback reaches a user unless they ask for it.
 
-Problems with data or the environment arrive here as SegprepError, OSError or one of the
-project's ValueError subclasses; each becomes one `error:` line (an OS error names its path and
-reason) and exit status 1. Anything else is a bug in this tool: it is reported the same way,
-marked as an internal error, with a hint to re-run with --debug. `--debug` (or SEGPREP_DEBUG=1)
-lets every exception through with its traceback.
+One error contract for segprep and segtrain, told by the exit status:
+
+  1  a problem with the user's data or environment: a SegprepError (segtrain's SegtrainError is
+     one), an OSError (it names its path and reason), MemoryError, or one of TensorFlow's errors
+     about data, files or resources. One `error:` line (or one per bad file and a summary).
+  2  a usage error: click's UsageError / BadParameter (click prints the usage line).
+  3  an internal error: anything else can only be a bug in the tool. It is one line,
+     `error: internal error: TYPE: message (this is a bug in TOOL; re-run with --debug ...)`.
+130  interrupted (Ctrl-C).
+
+`--debug` (or SEGPREP_DEBUG=1) lets every exception through with its traceback. Which errors are
+expected is decided by class (isinstance), never by the module a class was defined in.
 """
 
 from __future__ import annotations
@@ -17,7 +24,21 @@ import click
 
 DEBUG_ENV = "SEGPREP_DEBUG"
 EXIT_DATA_ERROR = 1
+EXIT_USAGE_ERROR = 2  # click's own exit status for UsageError / BadParameter
+EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
+
+# TensorFlow's errors (tf.errors.OpError subclasses) that come from the user's data, files or
+# machine rather than from a bug: a corrupt or missing record or checkpoint, a full GPU.
+TF_EXPECTED_ERRORS = (
+    "DataLossError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "FailedPreconditionError",
+    "ResourceExhaustedError",
+    "PermissionDeniedError",
+    "OutOfRangeError",
+)
 
 
 def debug_requested(ctx: click.Context | None = None) -> bool:
@@ -33,32 +54,34 @@ def one_line(text: str) -> str:
     return " | ".join(lines)
 
 
-def describe_exception(exc: BaseException) -> tuple[str, bool]:
-    """(one-line message, expected); expected is False for what can only be a bug in this tool."""
+def _tensorflow_expected(exc: BaseException) -> bool:
+    """True for an instance of one of TF_EXPECTED_ERRORS; TensorFlow is never imported for this."""
+    tf = sys.modules.get("tensorflow")
+    errors = getattr(tf, "errors", None) if tf is not None else None
+    if errors is None:
+        return False  # TensorFlow not imported: no TensorFlow error can have been raised
+    classes = tuple(c for c in (getattr(errors, name, None) for name in TF_EXPECTED_ERRORS) if isinstance(c, type))
+    return bool(classes) and isinstance(exc, classes)
+
+
+def describe_exception(exc: BaseException, tool: str = "segprep/segtrain") -> tuple[str, bool]:
+    """(one-line message, expected); expected is False for what can only be a bug in `tool`."""
     from segprep.errors import SegprepError, describe_os_error
 
     if isinstance(exc, OSError):
         return describe_os_error(exc), True
     if isinstance(exc, SegprepError):
         return one_line(str(exc)), True
-    module = type(exc).__module__ or ""
-    if module.startswith(("segprep", "segtrain")) and isinstance(exc, ValueError):
-        return one_line(str(exc)), True  # the project's own ValueError-based errors
-    if module.startswith("tensorflow") and type(exc).__name__ in (
-        "DataLossError",
-        "InvalidArgumentError",
-        "NotFoundError",
-        "FailedPreconditionError",
-        "ResourceExhaustedError",
-        "PermissionDeniedError",
-        "OutOfRangeError",
-    ):
+    if _tensorflow_expected(exc):
         message = getattr(exc, "message", None) or str(exc)
         return f"TensorFlow: {one_line(message)}", True
     if isinstance(exc, MemoryError):
         return "out of memory", True
     detail = one_line(str(exc))
-    return f"internal error: {type(exc).__name__}{': ' + detail if detail else ''} (re-run with --debug for the traceback)", False
+    return (
+        f"internal error: {type(exc).__name__}{': ' + detail if detail else ''}"
+        f" (this is a bug in {tool}; re-run with --debug for the traceback)"
+    ), False
 
 
 class GuardedGroup(click.Group):
@@ -77,6 +100,12 @@ class GuardedGroup(click.Group):
             )
         )
 
+    @property
+    def tool_name(self) -> str:
+        """'segprep' or 'segtrain': the package whose group this is (for the internal-error line)."""
+        module = getattr(self.callback, "__module__", None) or ""
+        return module.split(".", 1)[0] or "segprep/segtrain"
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -94,9 +123,9 @@ class GuardedGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the point of this layer
             if debug_requested(ctx):
                 raise
-            message, _expected = describe_exception(exc)
+            message, expected = describe_exception(exc, self.tool_name)
             click.echo(f"error: {message}", err=True)
-            sys.exit(EXIT_DATA_ERROR)
+            sys.exit(EXIT_DATA_ERROR if expected else EXIT_INTERNAL_ERROR)
 
 
 def _remember_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -130,7 +130,7 @@ def _write_preview(report, folder: Path, target: Path, split: str | None, count:
 
 def _write_class_weights(report, folder: Path, method: str, split: str, registry: Path | None, quiet: bool) -> None:  # type: ignore[no-untyped-def]
     """Class weights from one split's pixels, written into the dataset's registry entry."""
-    from segprep.class_weights import class_weights
+    from segprep.class_weights import ClassWeightsError, class_weights
     from segprep.registry import RegistryError, set_class_weights
 
     if split not in report.splits:
@@ -143,7 +143,7 @@ def _write_class_weights(report, folder: Path, method: str, split: str, registry
     stats = report.splits[split]
     try:
         result = class_weights(method, stats.histogram, stats.presence_pixels(report.ignore_label), report.num_classes)
-    except ValueError as exc:
+    except ClassWeightsError as exc:
         fail([], f"{folder}: split {split}: {exc}")
     try:
         # Validated against the entry: weights that would give NaN or 0/0 losses are refused, registry unchanged.

@@ -34,7 +34,7 @@ def lists(root: Path, images: str, labels: str, out_dir: Path | None, split_spec
     """Write split lists; every image must have a label with the same stem, and the reverse."""
     from segprep.datasets.folder import pair_by_stem
     from segprep.paths import check_output_location
-    from segprep.splits import list_file_bytes, parse_fractions, seeded_split, unplaced_note, write_owned_list_files
+    from segprep.splits import SplitSpecError, list_file_bytes, parse_fractions, seeded_split, unplaced_note, write_owned_list_files
 
     out_dir = out_dir or root
     for folder in (root / images, root / labels):
@@ -58,7 +58,7 @@ def lists(root: Path, images: str, labels: str, out_dir: Path | None, split_spec
     else:
         try:
             fractions = parse_fractions(list(split_specs) or ["train=0.9", "val=0.1"])
-        except ValueError as exc:
+        except SplitSpecError as exc:
             raise click.UsageError(str(exc)) from None
         samples, unpaired = pair_by_stem(root / images, root / labels)
         problems += [p.line() for p in unpaired]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segprep.datasets.base import DatasetLayout, LabelRules
+from segprep.errors import SegprepError
 from segprep.progress import ProgressFactory, silent
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from segprep.registry import DatasetEntry, Registry
 
 
-class OptionError(ValueError):
+class OptionError(SegprepError, ValueError):
     """An option of the layout is missing or wrong; the CLI shows it as a usage error naming the option."""
 
     def __init__(self, option: str, message: str) -> None:
@@ -31,7 +32,7 @@ class OptionError(ValueError):
         self.option = option
 
 
-class PrepareError(ValueError):
+class PrepareError(SegprepError, ValueError):
     """The adapter's preparation step found bad files (one line each); nothing was converted."""
 
     def __init__(self, lines: list[str], message: str) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segprep.errors import SegprepError
 from segprep.fileio import read_regular_file
 from segprep.problems import Problem
 
@@ -50,7 +51,7 @@ class DatasetLayout:
         return [p for p in self.problems if p.split == split]
 
 
-class LayoutError(ValueError):
+class LayoutError(SegprepError, ValueError):
     """The root folder is not in the expected layout; the message says what is missing."""
 
 

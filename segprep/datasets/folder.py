@@ -18,7 +18,7 @@ from segprep.datasets.base import (
 )
 from segprep.fileio import check_regular_file, read_regular_file
 from segprep.problems import Problem
-from segprep.splits import parse_fractions, seeded_split, unplaced_note
+from segprep.splits import SplitSpecError, parse_fractions, seeded_split, unplaced_note
 
 # Index PNGs, or palette PNGs whose indices are the class ids (what most labelling tools save).
 FOLDER_RULES = LabelRules(accept_palette=True)
@@ -125,7 +125,10 @@ def plan(context: ConvertContext) -> ConvertPlan:
     name = options["name"]
     if not name:
         raise OptionError("--name", "convert folder needs --name (the dataset's registry name)")
-    fractions = parse_fractions(list(options["split"]) or ["train=0.9", "val=0.1"])
+    try:
+        fractions = parse_fractions(list(options["split"]) or ["train=0.9", "val=0.1"])
+    except SplitSpecError as exc:
+        raise OptionError("--split", str(exc)) from None
     class_names: Path | None = options["class_names"]
     inputs = [class_names] if class_names else []
     if name in context.registry.datasets:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from segprep.errors import SegprepError
+
 
 @dataclass(frozen=True)
 class CityscapesLabel:
@@ -96,7 +98,7 @@ Whether a value is an id at all is LABEL_IDS' business, not this table's.
 """
 
 
-class UnknownClassError(ValueError):
+class UnknownClassError(SegprepError, ValueError):
     """A class name that is not one of the 19 train classes; the message lists the valid names."""
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from segprep.errors import SegprepError
 from segprep.ops.cityscapes_labels import (
     BY_NAME,
     IGNORE_TRAIN_ID,
@@ -56,7 +57,7 @@ MAX_PIXELS_WITHOUT_IMAGE = 8192 * 8192
 """The most pixels an annotation may declare when there is no image to compare its size with."""
 
 
-class AnnotationError(ValueError):
+class AnnotationError(SegprepError, ValueError):
     """An annotation that cannot be turned into trainIds; the message is a one-line reason."""
 
 

@@ -14,7 +14,7 @@ What makes it DeepLab's rather than keras.applications':
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from keras import layers
 
@@ -120,4 +120,40 @@ def mobilenet_v2(images, depth_multiplier: float = 1.0, output_stride: int = 16,
     return x, low_level
 
 
-__all__ = ["mobilenet_v2", "widths", "strides_and_rates", "make_divisible", "SCOPE", "NORM", "INIT"]
+def features(images, spec, output_stride: int, depth_multiplier: float, bn_momentum: float | None, weight_init: str):  # type: ignore[no-untyped-def]
+    """The family's entry for segtrain.backbones' table: DeepLab's settings unless bn_momentum / weight_init say otherwise."""
+    norm = NORM if bn_momentum is None else replace(NORM, momentum=bn_momentum)
+    init = INIT if weight_init == "deeplab" else Init()
+    return mobilenet_v2(images, depth_multiplier, output_stride, norm, init)
+
+
+# Depth multipliers of DeepLab's and slim's MobilenetV2 checkpoints, tried before a finer search.
+_COMMON_MULTIPLIERS = (1.0, 0.5, 0.75, 0.35, 0.25, 1.4, 1.3)
+
+
+def detect(shapes, spec) -> dict:  # type: ignore[no-untyped-def]
+    """{"depth_multiplier": m} for a checkpoint's MobilenetV2 variables: the multiplier whose channel counts
+    are the checkpoint's, layer for layer; BackboneMismatch when none is."""
+    from segtrain.backbones import BackboneMismatch
+
+    if f"{SCOPE}/Conv/weights" not in shapes:
+        raise BackboneMismatch(f"has no variable '{SCOPE}/Conv/weights'")
+    stem = shapes[f"{SCOPE}/Conv/weights"][3]
+    found = []
+    for index in range(len(_BLOCKS)):
+        block = block_scope(index)
+        expand = shapes.get(f"{block}/expand/weights")
+        project = shapes.get(f"{block}/project/weights")
+        if project is None:
+            raise BackboneMismatch(f"has no variable '{block}/project/weights' (not DeepLab's MobilenetV2)")
+        found.append((expand[3] if expand else None, project[3]))
+    wanted = (stem, tuple(found))
+    fine = [round(0.005 * k, 3) for k in range(1, 601)]
+    for multiplier in (*_COMMON_MULTIPLIERS, *fine):
+        candidate = widths(multiplier)
+        if (candidate.stem, candidate.blocks) == wanted:
+            return {"depth_multiplier": multiplier}
+    raise BackboneMismatch(f"MobilenetV2 channel counts (Conv: {stem}) match no depth multiplier")
+
+
+__all__ = ["mobilenet_v2", "features", "detect", "widths", "strides_and_rates", "make_divisible", "SCOPE", "NORM", "INIT"]

@@ -19,7 +19,7 @@ The decoder reads the batch-normed output of a stride-4 unit's second pointwise 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from keras import layers
 
@@ -137,3 +137,23 @@ def xception(images, variant: str = "xception_65", output_stride: int = 16, norm
             if unit == LOW_LEVEL_UNIT[variant]:
                 low_level[4] = second
     return x, low_level
+
+
+def features(images, spec, output_stride: int, depth_multiplier: float, bn_momentum: float | None, weight_init: str):  # type: ignore[no-untyped-def]
+    """The family's entry for segtrain.backbones' table (no width: depth_multiplier is 1.0)."""
+    norm = NORM if bn_momentum is None else replace(NORM, momentum=bn_momentum)
+    init = INIT if weight_init == "deeplab" else Init()
+    return xception(images, spec.variant, output_stride, norm, init)
+
+
+def detect(shapes, spec) -> dict:  # type: ignore[no-untyped-def]
+    """Nothing to read (Xception has no width), but its middle flow must have the variant's unit count."""
+    import re
+
+    from segtrain.backbones import BackboneMismatch
+
+    units = {int(m[1]) for name in shapes if (m := re.match(rf"{spec.scope}/middle_flow/block1/unit_(\d+)/", name))}
+    expected = next(b.units for b in VARIANTS[spec.variant] if b.scope == "middle_flow/block1")
+    if len(units) != expected:
+        raise BackboneMismatch(f"scope '{spec.scope}' has {len(units)} middle-flow units, DeepLab's {spec.variant} has {expected}")
+    return {}
