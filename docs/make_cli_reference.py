@@ -18,7 +18,9 @@ PAGE = Path(__file__).resolve().parent / "cli.md"
 
 
 def _sections(group: click.Group, name: str) -> list[str]:
-    root = click.Context(group, info_name=name, terminal_width=WIDTH, max_content_width=WIDTH)
+    # The group's own context settings (its help option names) as a command line gets them; the width fixed.
+    settings = {key: value for key, value in group.context_settings.items() if key not in ("terminal_width", "max_content_width")}
+    root = click.Context(group, info_name=name, terminal_width=WIDTH, max_content_width=WIDTH, **settings)
     parts = [f"## `{name}`\n\n```\n{group.get_help(root)}\n```\n"]
     for command_name in group.list_commands(root):
         command = group.get_command(root, command_name)

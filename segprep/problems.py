@@ -29,7 +29,7 @@ class Problem:
         return dataclasses.replace(self, split=split)
 
     def manifest_entry(self) -> dict[str, str]:
-        """How a manifest records a skipped input (SPEC: name, path, reason)."""
+        """How a manifest records a skipped input (docs/tfrecord.md: name, path, reason)."""
         return {"name": self.name, "path": self.where, "reason": self.reason}
 
     @classmethod

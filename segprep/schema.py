@@ -1,4 +1,4 @@
-"""The TFRecord contract (SPEC §2), stated once: DeepLab's feature keys and its shard file names.
+"""The TFRecord contract (docs/tfrecord.md), stated once: DeepLab's feature keys and its shard file names.
 
 Everything that writes, checks or reads records takes the keys and names from here: segprep's
 writer, verify, inspect and preview, segtrain's input pipeline, the benchmarks and the tests.

@@ -112,7 +112,7 @@ def _check_record(payload: bytes, entry: dict[str, Any], where: str, content: Co
     except ExampleDecodeError as exc:
         return [f"{where}: not a tf.train.Example ({exc})"]
     if tuple(example) != schema.FEATURE_KEYS:
-        return [f"{where}: feature keys {_short(list(example), 200)} differ from the SPEC's"]
+        return [f"{where}: feature keys {_short(list(example), 200)} differ from docs/tfrecord.md's"]
     values: dict[str, Any] = {}
     for key in schema.FEATURE_KEYS:
         found = example[key]

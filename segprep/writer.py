@@ -1,4 +1,4 @@
-"""The sharded TFRecord writer of SPEC §2, DeepLab compatible.
+"""The sharded TFRecord writer of docs/tfrecord.md, DeepLab compatible.
 
 Per sample (in worker processes): read the image bytes, check their structure and size from
 the header and their payload (JPEG scans Huffman-decoded; see segprep.formats.payload), decode
@@ -25,7 +25,7 @@ import math
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +246,7 @@ def plan_split(
         "split": split,
         "num_shards": num_shards,
         "skip_invalid": options.skip_invalid,
-        "label_policy": asdict(policy),
+        "label_policy": policy.manifest_entry(),
         "registry_entry": registry_entry,
         "checks": options.payload_checks.manifest_entry(),  # a re-run with other checks rewrites
     }

@@ -1,6 +1,6 @@
 """tf.data pipelines over segprep's (or DeepLab's) TFRecords, with DeepLab's training augmentation.
 
-Records follow SPEC §2: image/encoded (JPEG or PNG, decoded by content), image/filename and
+Records follow docs/tfrecord.md: image/encoded (JPEG or PNG, decoded by content), image/filename and
 image/segmentation/class/encoded (a single-channel PNG of class ids). Training samples are
 randomly scaled (0.5-2.0 in steps of 0.25: bilinear image, nearest label), padded to the crop
 size (image with the model's mean pixel, label with the ignore label), randomly cropped and

@@ -1,4 +1,4 @@
-"""`segtrain eval` and `segtrain score`: one confusion matrix per split, the SPEC §5 JSON document.
+"""`segtrain eval` and `segtrain score`: one confusion matrix per split, the JSON document of docs/metrics.md.
 
 eval runs a model at full resolution over a split's records (optionally multi-scale and flipped);
 score reads prediction PNGs made by any model. Both feed the same accumulators, so their numbers
@@ -42,7 +42,7 @@ class Accumulator:
         self.images += 1
 
     def report(self, dataset: str, split: str, class_names: list[str]) -> dict:
-        """The SPEC §5 JSON document (fractions in [0, 1])."""
+        """The JSON document of docs/metrics.md (fractions in [0, 1])."""
         scores = class_scores(self.confusion)
         document: dict = {
             "dataset": dataset,

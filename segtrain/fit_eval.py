@@ -66,7 +66,7 @@ class EvalHistory:
         return cls(split, document["evaluations"], best)
 
     def record(self, step: int, report: dict) -> bool:
-        """Add an evaluation (a SPEC §5 report); True when it is the new best (strictly higher mIoU)."""
+        """Add an evaluation (a docs/metrics.md report); True when it is the new best (strictly higher mIoU)."""
         entry = {"step": step, "miou": report["miou"], "pixel_accuracy": report["pixel_accuracy"], "per_class_iou": report["per_class_iou"]}
         self.evaluations = [e for e in self.evaluations if e["step"] < step] + [entry]
         improved = self.best is None or report["miou"] > self.best["miou"]

@@ -1,6 +1,6 @@
 """Segmentation metrics as the field reports them, over one int64 confusion matrix per split.
 
-Pure numpy, so `segtrain score` never pays for importing TensorFlow. Definitions (SPEC §5):
+Pure numpy, so `segtrain score` never pays for importing TensorFlow. Definitions (docs/metrics.md):
 ignore-label pixels are dropped; IoU = TP / (TP + FP + FN); mIoU is the mean over the classes
 present in ground truth or prediction; pixel accuracy = trace / total. For 2-class datasets the
 KITTI road measures come from a sweep over the 256 probability levels k/255 (a pixel is road when

@@ -30,7 +30,7 @@ from segtrain.deeplab_checkpoint import (
 from segtrain.deeplab_model import DeepLabConfig, build, variables, with_merged_logits
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "deeplab_reference"
-REFERENCE_FOLDERS = ("mnv2_os8", "mnv2_os16", "xception65_os16_aspp_decoder")
+REFERENCE_FOLDERS = ("mnv2_os8", "mnv2_os16", "xception65_os16_aspp_decoder", "mnv2_os16_aspp_decoder_no_image_pooling")
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -33,6 +33,6 @@ def test_cli_reference_covers_every_command() -> None:
 
 def test_docs_pages_exist_and_are_linked_from_the_readme() -> None:
     readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
-    for page in ("cli.md", "tfrecord.md", "registry.md"):
+    for page in ("cli.md", "tfrecord.md", "registry.md", "exports.md", "metrics.md"):
         assert (DOCS / page).is_file()
         assert f"docs/{page}" in readme

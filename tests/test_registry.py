@@ -21,7 +21,7 @@ REPO_REGISTRY = Path(__file__).resolve().parent.parent / "dataset_registry.yaml"
 
 def test_builtin_entries():
     reg = load_registry(REPO_REGISTRY)
-    expected = {"pascal_voc_seg": (21, 255), "cityscapes": (19, 255), "ade20k": (151, 0), "camvid": (11, 255), "kitti_road": (2, 255), "mapillary_vistas": (65, 65)}
+    expected = {"pascal_voc_seg": (21, 255), "cityscapes": (19, 255), "ade20k": (151, 0), "camvid": (11, 255), "kitti_road": (2, 255), "mapillary_vistas": (65, 65), "apolloscape": (22, 255)}
     assert {name: (e.num_classes, e.ignore_label) for name, e in reg.datasets.items()} == expected
     assert reg.get("pascal_voc_seg").class_names[15] == "person"
     assert reg.get("cityscapes").class_names[-1] == "bicycle"
@@ -82,7 +82,7 @@ def test_record_splits_keeps_comments_order_and_other_splits(tmp_path):
     changed = [line for line in text.splitlines() if line not in original]
     assert changed == ["    splits: {train: 367, val: 101, test: 233}", "    data_dir: /data/camvid"]
     assert "# SegNet layout: labels 0..10, void 11 stored as 255." in text
-    assert list(load_registry(path).datasets) == ["pascal_voc_seg", "cityscapes", "ade20k", "camvid", "kitti_road", "mapillary_vistas"]
+    assert list(load_registry(path).datasets) == ["pascal_voc_seg", "cityscapes", "ade20k", "camvid", "kitti_road", "mapillary_vistas", "apolloscape"]
     assert not [p for p in tmp_path.iterdir() if p.name != "r.yaml"], "no temporary file left"
     with pytest.raises(RegistryError, match="no dataset 'nope'"):
         record_splits(path, "nope", {"train": 1})

@@ -80,3 +80,33 @@ def test_predict_score_and_export_agree(trained, tmp_path):
     expected = make_predictor(model)(odd[0])
     assert np.allclose(out["probabilities"].numpy()[0], expected, atol=1e-4)
     assert np.array_equal(out["classes"].numpy()[0], expected.argmax(-1))
+
+
+def test_fit_no_image_pooling_builds_deeplabs_variables(tmp_path, registry):
+    """fit --no-image-pooling trains DeepLab's add_image_level_feature=False network: exactly the variables of
+    DeepLab's graph (../shared/deeplab_reference), recorded in segtrain.json so eval rebuilds it."""
+    import json as json_module
+
+    from conftest import REPO, make_folder_dataset
+    from segtrain.checkpoints import load_model
+    from segtrain.deeplab_model import variables
+
+    reference = REPO.parent / "shared" / "deeplab_reference" / "mnv2_os16_aspp_decoder_no_image_pooling" / "reference.json"
+    if not reference.is_file():
+        pytest.skip("../shared/deeplab_reference is absent")
+    expected = json_module.loads(reference.read_text())
+    make_folder_dataset(tmp_path / "data", count=4, num_classes=expected["num_classes"], size=(40, 28))
+    from segprep.cli.main import main as segprep
+    from click.testing import CliRunner
+
+    converted = CliRunner().invoke(segprep, ["convert", "folder", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "tf"), "--name", "twelve",
+                                             "--split", "train=0.5", "--split", "val=0.5", "--quiet", "--registry", str(registry)])
+    assert converted.exit_code == 0, converted.output
+    run = segtrain_runner(registry)
+    result = run("fit", "--dataset", "twelve", "--logdir", tmp_path / "run", "--steps", 1, "--batch-size", 1, "--crop-size", "33,33",
+                 "--no-image-pooling", "--bn-recompute-batches", 0)
+    assert result.exit_code == 0, result.output
+    assert json_module.loads((tmp_path / "run" / "segtrain.json").read_text())["model"]["image_pooling"] is False
+    model, _ = load_model(tmp_path / "run")
+    assert {name: list(v.shape) for name, v in variables(model).items()} == {v["name"]: v["shape"] for v in expected["variables"]}
+    assert run("eval", "--dataset", "twelve", "--checkpoint", tmp_path / "run", "--split", "val").exit_code == 0

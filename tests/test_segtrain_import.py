@@ -163,7 +163,7 @@ def test_refusals_are_one_line_and_write_nothing(setup, tmp_path):
     assert_unchanged(before, setup.ckpt.parent, setup.imported)
 
 
-@pytest.mark.parametrize("output_stride", ["16", "8"])
+@pytest.mark.parametrize("output_stride", ["16"])  # output stride 8's atrous plan is held to DeepLab's by test_deeplab_model
 def test_fit_trains_xception65(setup, tmp_path, output_stride):
     result = setup.cli(*TINY_FIT, "--backbone", "xception65", "--output-stride", output_stride, "--logdir", tmp_path / "x65")
     assert result.exit_code == 0, result.output

@@ -28,6 +28,7 @@ _CLICK_TYPES: dict[str, Any] = {
     "int": int,
     "byte": click.IntRange(0, 255),
     "file": click.Path(exists=True, dir_okay=False, path_type=Path),
+    "dir": click.Path(exists=True, file_okay=False, path_type=Path),
     "pairs": str,
 }
 
@@ -70,6 +71,7 @@ Examples:
   segprep convert ade20k --root ADEChallengeData2016 --out tfrecords/ade20k
   segprep convert labelme --root voc_from_labelme --out tfrecords/mine --name mine
   segprep convert folder --root examples/shapes --out tfrecords/shapes --name shapes --split train=0.8 --split val=0.2
+  segprep convert folder --root runway --out tfrecords/runway --name runway --label-colors kitti_road --void-color 0,0,0 --lists runway/lists
 """
 )
 @click.argument("dataset", type=click.Choice(list(ADAPTERS)))

@@ -31,8 +31,11 @@ or already holds the same lines; a hand-written list is left alone and the run r
 @click.option("--seed", default=0, show_default=True, help="Seed of the random split (same seed as `convert folder` gives the same lists).")
 @click.option("--from-folders", is_flag=True, help="One split per subfolder of IMAGES (with the same subfolder in LABELS).")
 def lists(root: Path, images: str, labels: str, out_dir: Path | None, split_specs: tuple[str, ...], seed: int, from_folders: bool) -> None:
-    """Write split lists; every image must have a label with the same stem, and the reverse."""
-    from segprep.datasets.folder import pair_by_stem
+    """Write split lists; every image must have a label with the same stem, and the reverse.
+
+    A file name with a line break (newline or carriage return) cannot be a list line: it is refused.
+    """
+    from segprep.datasets.folder import has_line_break, line_break_reason, pair_by_stem
     from segprep.paths import check_output_location
     from segprep.splits import SplitSpecError, list_file_bytes, parse_fractions, seeded_split, unplaced_note, write_owned_list_files
 
@@ -46,6 +49,9 @@ def lists(root: Path, images: str, labels: str, out_dir: Path | None, split_spec
         if split_specs:
             raise click.UsageError("--split and --from-folders exclude each other")
         for sub in sorted(p for p in (root / images).iterdir() if p.is_dir()):
+            if has_line_break(sub.name):
+                problems.append(f"{root / images}: {line_break_reason('image folder', sub.name)}")
+                continue
             label_sub = root / labels / sub.name
             if not label_sub.is_dir():
                 problems.append(f"{label_sub}: no label folder for image folder {sub}")

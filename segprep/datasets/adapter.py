@@ -44,7 +44,8 @@ class PrepareError(SegprepError, ValueError):
 class LayoutOption:
     """An option some layouts take, declared once: the CLI makes a click option of it.
 
-    kind: "text", "int", "byte" (0..255), "file" (an existing file) or "pairs" (repeatable text).
+    kind: "text", "int", "byte" (0..255), "file" (an existing file), "dir" (an existing folder) or
+    "pairs" (repeatable text).
     """
 
     flag: str
@@ -114,4 +115,5 @@ def label_policy(entry: DatasetEntry, rules: LabelRules) -> LabelPolicy:
         accept_palette=rules.accept_palette,
         colormap=colormap,
         extra_colors=tuple((color, entry.ignore_label) for color in rules.void_colors),
+        known_values=rules.known_values,
     )

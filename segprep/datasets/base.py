@@ -36,6 +36,7 @@ class LabelRules:
     remap: tuple[tuple[int, int], ...] = ()  # other documented value changes (a Cityscapes class subset)
     colour_coded: bool = False  # RGB labels in the entry's colormap (KITTI road)
     void_colors: tuple[tuple[int, int, int], ...] = ()  # colours that mean "not labelled"
+    known_values: tuple[int, ...] | None = None  # the only values a label file may hold (a label table's ids), before any remap
 
 
 @dataclass

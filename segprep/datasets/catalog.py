@@ -20,6 +20,9 @@ OPTIONS: dict[str, LayoutOption] = {
         LayoutOption("--class-names", "Class names, one a line (default ROOT/class_names.txt).", kind="file"),
         LayoutOption("--ignore-label", "Ignore label of a new dataset.", kind="byte", default=255),
         LayoutOption("--colormap", "Colormap of a new dataset.", default="pascal"),
+        LayoutOption("--label-colors", "Labels are RGB images in this colour map: a built-in colormap (e.g. kitti_road) or a file of 'R G B name' lines, one per class in class order; other colours are refused.", kind="text"),
+        LayoutOption("--void-color", "R,G,B of RGB labels stored as the ignore label, repeatable (with --label-colors).", kind="pairs"),
+        LayoutOption("--lists", "Splits from DIR/*.txt (train.txt -> train; a line: an image stem, file name or path under ROOT) instead of --split.", kind="dir"),
     )
 }
 
@@ -32,8 +35,9 @@ ADAPTERS: dict[str, Adapter] = {
         Adapter("kitti_road", "KITTI road (training/image_2/, training/gt_image_2/)", "train, val (seeded, per category), trainval", "segprep.datasets.kitti_road", ("seed",)),
         Adapter("ade20k", "ADE20K scene parsing (ADEChallengeData2016/images/, annotations/)", "train, val; add trainval", "segprep.datasets.ade20k"),
         Adapter("mapillary_vistas", "Mapillary Vistas v1.2 ({training,validation}/images/, v1.2/labels/)", "train, val; add trainval", "segprep.datasets.mapillary_vistas"),
+        Adapter("apolloscape", "ApolloScape scene parsing (ROAD/ColorImage/, ROAD/Label/ *_bin.png ids -> trainIds)", "the official ROAD_*.lst lists, else by record (--split, --seed); trainval", "segprep.datasets.apolloscape", ("split", "seed")),
         Adapter("labelme", "the VOC folder `segprep labelme` wrote", "one per non-empty list", "segprep.datasets.labelme", ("name", "colormap")),
-        Adapter("folder", "any ROOT/images/ + ROOT/labels/ with matching stems", "seeded: --split NAME=FRACTION", "segprep.datasets.folder", ("name", "split", "seed", "class_names", "ignore_label", "colormap")),
+        Adapter("folder", "any ROOT/images/ + ROOT/labels/ with matching stems", "seeded: --split NAME=FRACTION, or one per --lists file", "segprep.datasets.folder", ("name", "split", "seed", "class_names", "ignore_label", "colormap", "label_colors", "void_color", "lists")),
     )
 }
 

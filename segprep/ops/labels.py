@@ -10,7 +10,7 @@ label silently poisons training.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -33,6 +33,9 @@ class LabelPolicy:
     remap: documented value changes applied before validation, e.g. CamVid's void 11 -> 255.
     colormap: for colour-coded (RGB) labels, the class colours in index order; None refuses RGB.
     extra_colors: more ((r, g, b), index) pairs for RGB labels, e.g. a void colour -> ignore.
+    known_values: the only values the label files hold (a dataset's label ids, e.g. ApolloScape's),
+    checked before the remap, so that a value no table names is refused as itself, never remapped
+    or taken for a class; None: any value, checked after the remap against the classes.
     """
 
     num_classes: int
@@ -41,6 +44,15 @@ class LabelPolicy:
     accept_palette: bool = True
     colormap: tuple[tuple[int, int, int], ...] | None = None
     extra_colors: tuple[tuple[tuple[int, int, int], int], ...] = ()
+    known_values: tuple[int, ...] | None = None
+
+    def manifest_entry(self) -> dict[str, object]:
+        """The policy as the manifest (and the fingerprint) records it; known_values only where set,
+        so that the fingerprints of datasets without a label table stay what they were."""
+        entry = asdict(self)
+        if self.known_values is None:
+            del entry["known_values"]
+        return entry
 
     def lookup_table(self) -> np.ndarray | None:
         """The remap as a 256-entry uint8 table, or None when there is nothing to remap."""
@@ -153,6 +165,10 @@ def prepare_label(data: bytes, policy: LabelPolicy) -> PreparedLabel:
         raise LabelError(f"label PNG in mode {mode}; expected a single-channel 8-bit index PNG")
     height, width = array.shape[:2]
     assert histogram is not None
+    if policy.known_values is not None:
+        unknown = {int(v): int(histogram[v]) for v in np.flatnonzero(histogram) if int(v) not in policy.known_values}
+        if unknown:
+            raise LabelError(f"label values that are no id of the dataset's label table: {format_values(unknown)}")
     table = None
     if policy.remap and histogram[[s for s, _ in policy.remap]].any():
         table = policy.lookup_table()

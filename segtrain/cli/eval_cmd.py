@@ -34,7 +34,7 @@ Examples:
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
 @model_source_options
 @click.option("--split", default="val", show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the SPEC §5 JSON here ('-' for stdout); never over an input file.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the JSON document of docs/metrics.md here ('-' for stdout); never over an input file or a file eval did not write.")
 @click.option("--scales", default="1", show_default=True, callback=scales_option, help="Comma-separated inference scales (averaged).")
 @click.option("--flip", is_flag=True, help="Also average the left-right flipped image.")
 @registry_option

@@ -33,6 +33,7 @@ class FitOptions:
     depth_multiplier: float
     output_stride: str
     aspp: bool
+    image_pooling: bool
     decoder: bool
     head_filters: int
     bn_momentum: float
@@ -82,6 +83,7 @@ Examples:
 @click.option("--depth-multiplier", "--width", "depth_multiplier", type=FiniteFloat(0, 4, min_open=True), default=1.0, show_default=True, help="The width multiplier alpha (DeepLab's depth_multiplier; --width is the same option) of backbones that have one: " + ", ".join(b.name for b in BACKBONES.values() if b.has_width) + ".")
 @click.option("--output-stride", type=click.Choice(["8", "16"]), default="16", show_default=True)
 @click.option("--aspp/--no-aspp", default=True, show_default=True, help="Atrous branches of ASPP (image pooling and 1x1 stay).")
+@click.option("--image-pooling/--no-image-pooling", default=True, show_default=True, help="ASPP's image-level feature (DeepLab's add_image_level_feature; off: the CamVid models of DeepLab's notes).")
 @click.option("--decoder/--no-decoder", default=True, show_default=True, help="DeepLabv3+ decoder from the stride-4 feature.")
 @click.option("--head-filters", type=click.IntRange(min=1), default=256, show_default=True, help="Channels of ASPP's branches and projection and of the decoder's convolutions (DeepLab's 256; the decoder's 48-channel projection of the stride-4 feature stays). Recorded in segtrain.json, so eval, predict, export and resume rebuild the same model.")
 @click.option("--bn-momentum", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=0.99, show_default=True, help="Batch-norm moving-average momentum (higher suits long runs).")
@@ -199,7 +201,7 @@ def _configs(o: FitOptions, folder: Path, crop: tuple[int, int], labels: Any) ->
         keras.mixed_precision.set_global_policy("mixed_float16")
     model_config = ModelConfig(
         num_classes=labels.num_classes, backbone=o.backbone, depth_multiplier=o.depth_multiplier, output_stride=int(o.output_stride),
-        aspp=o.aspp, decoder=o.decoder, bn_momentum=o.bn_momentum, backbone_weights=o.weights, filters=o.head_filters,
+        aspp=o.aspp, image_pooling=o.image_pooling, decoder=o.decoder, bn_momentum=o.bn_momentum, backbone_weights=o.weights, filters=o.head_filters,
     )
     augment = AugmentConfig(
         crop_height=crop[0], crop_width=crop[1], min_scale=o.min_scale, max_scale=o.max_scale, scale_step=o.scale_step,
