@@ -217,7 +217,7 @@ def _write(layout: DatasetLayout, entry: DatasetEntry, options: WriterOptions, p
     from apache_beam.io.filesystems import FileSystems
 
     plans = [
-        plan_split(split, samples, policy, options, dataset=entry.name, registry_entry=entry_fingerprint_fields(entry), list_problems=layout.problems_for(split))
+        plan_split(split, samples, policy, options, dataset=entry.name, registry_entry=entry_fingerprint_fields(entry), list_problems=layout.problems_for(split), class_mapping=layout.class_mapping)
         for split, samples in layout.splits.items()
     ]
     done = {plan.split: up_to_date(plan) for plan in plans} if local else {}

@@ -125,6 +125,7 @@ def write_layout(
                         registry_entry=entry_fingerprint_fields(entry),
                         list_problems=layout.problems_for(split),
                         advance=advance,
+                        class_mapping=layout.class_mapping,
                     )
                 )
         if all(r.status != "failed" for r in results):

@@ -236,6 +236,7 @@ def plan_split(
     dataset: str,
     registry_entry: dict[str, Any],
     list_problems: list[Problem] = (),  # type: ignore[assignment]
+    class_mapping: dict[str, Any] | None = None,
 ) -> SplitPlan:
     """Shard layout and fingerprints of a split, from file sizes and mtimes only (no file is read)."""
     stats = [_stat(s.image) + _stat(s.label) for s in samples]
@@ -250,6 +251,8 @@ def plan_split(
         "registry_entry": registry_entry,
         "checks": options.payload_checks.manifest_entry(),  # a re-run with other checks rewrites
     }
+    if class_mapping is not None:  # only where set: the fingerprints of unmapped datasets stay what they were
+        parameters["class_mapping"] = class_mapping
     shard_keys = [
         _digest({"parameters": parameters, "shard": i, "samples": [[samples[k].name, str(samples[k].image), str(samples[k].label), stats[k]] for k in r]})
         for i, r in enumerate(ranges)
@@ -313,6 +316,7 @@ def write_split(
     registry_entry: dict[str, Any],
     list_problems: list[Problem] = (),  # type: ignore[assignment]
     advance: Callable[[int], None] = lambda n: None,
+    class_mapping: dict[str, Any] | None = None,
 ) -> SplitResult:
     """Write one split in three phases: plan, assemble (hidden, journalled, resumable), finalize.
 
@@ -320,7 +324,7 @@ def write_split(
     keeps it, and only finalize replaces it (renames, then the manifest last).
     """
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    plan = plan_split(split, samples, policy, options, dataset=dataset, registry_entry=registry_entry, list_problems=list_problems)
+    plan = plan_split(split, samples, policy, options, dataset=dataset, registry_entry=registry_entry, list_problems=list_problems, class_mapping=class_mapping)
     current = up_to_date(plan)
     if current is not None:
         advance(len(samples))

@@ -154,7 +154,16 @@ def initialize_from(model: keras.Model, checkpoint: Path, mode: str) -> list[str
     if source_config["backbone"] != backbone:
         raise CheckpointError(f"{checkpoint}: holds {holds}, this fit's backbone is {backbone}; choose a checkpoint of the same backbone")
     source, _ = load_model(checkpoint)
-    return _copy_variables(variables_for_mode(model, backbone, mode), variables_for_mode(source, backbone, "all"), checkpoint, mode, holds)
+    copied = _copy_variables(variables_for_mode(model, backbone, mode), variables_for_mode(source, backbone, "all"), checkpoint, mode, holds)
+    if mode != "backbone":  # attention weights (not DeepLab's, so outside the modes) of a source that has the same ones
+        from segtrain.deeplab_model import added_variables
+
+        sources = added_variables(source)
+        for name, variable in added_variables(model).items():
+            if name in sources and tuple(sources[name].shape) == tuple(variable.shape):
+                variable.assign(sources[name])
+                copied.append(name)
+    return copied
 
 
 def _copy_variables(targets: dict[str, keras.Variable], sources: dict[str, keras.Variable], checkpoint: Path, mode: str, holds: str) -> list[str]:
@@ -170,6 +179,9 @@ def _copy_variables(targets: dict[str, keras.Variable], sources: dict[str, keras
         variable.assign(sources[name])
     return list(targets)
 
+
+# Keys a segtrain.json written before them lacks, and what their absence meant.
+_DEFAULTS = {"attention": None, "aux_loss": 0.0}
 
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"  # fit's tf.train.Checkpoint(step=...) in a checkpoint's index
 
@@ -221,7 +233,9 @@ def check_resumable(logdir: Path, model_config: ModelConfig, optimizer: str = "s
         )
     saved = run["model"]
     wanted = model_config.architecture()
-    differences = [f"{key} {json.dumps(saved.get(key))} (asked: {json.dumps(wanted[key])})" for key in ARCHITECTURE_KEYS if saved.get(key, wanted[key]) != wanted[key]]
+    differences = [f"{key} {json.dumps(saved.get(key))} (asked: {json.dumps(wanted[key])})" for key in ARCHITECTURE_KEYS if saved.get(key, _DEFAULTS.get(key, wanted[key])) != wanted[key]]
+    if (saved.get("aux_loss", 0) > 0) != (wanted["aux_loss"] > 0):  # the weight may change, the head's presence not
+        differences.append(f"aux_loss {json.dumps(saved.get('aux_loss', 0))} (asked: {json.dumps(wanted['aux_loss'])}; an auxiliary head cannot be added or removed on resume)")
     if differences:
         raise RunFileError(f"{logdir / RUN_FILE}: this logdir was trained with {', '.join(differences)}; resume with the same options or choose a new --logdir")
     problem = resume_problem(run.get("optimizer"), optimizer)

@@ -152,49 +152,37 @@ def cityscapes_images(inputs: Iterable[Path]) -> tuple[list[tuple[Path, str]], l
     with one name. A folder with no image at all is a SegtrainError (a typo, or `leftImg8bit/`
     itself instead of one of its splits). The output name is the input's own name.
     """
-    from segtrain.files import regular_problem
     from segtrain.images import IMAGE_SUFFIXES
+    from segtrain.outputs import collect_images
 
-    def is_image(path: Path) -> bool:
-        return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    def holds_images(folder: Path) -> bool:
+        return any(p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") for p in folder.iterdir())
 
-    images: list[tuple[Path, str]] = []
-    problems: list[str] = []
-    owner: dict[str, Path] = {}
-    seen: set[str] = set()
+    locations: list[Path] = []  # files, and folders that hold images (predict's own collect_images reads them)
     for source in map(Path, inputs):
-        if source.is_dir():
-            found = [p for p in source.iterdir() if is_image(p)]
-            for city in source.iterdir():
-                if city.is_dir() and not city.name.startswith("."):
-                    found += [p for p in city.iterdir() if is_image(p)]
-            if not found:
-                raise SegtrainError(
-                    f"{source}: no images in this folder or its city folders; give leftImg8bit/<split>/, a city folder or image files"
-                )
-            files = sorted(found)
-        else:
-            files = [source]
-        for path in files:
-            key = os.path.realpath(path)
-            if key in seen:
-                continue
-            seen.add(key)
-            problem = regular_problem(path)
-            if problem is not None:
-                problems.append(f"{problem}; not predicted")
-                continue
-            if IMAGE_NAME.match(path.name) is None:
-                problems.append(
-                    f"{path}: not a Cityscapes image name (<city>_<seq>_<frame>_leftImg8bit.png, 6-digit numbers); "
-                    "the benchmark could not match its prediction to an image"
-                )
-                continue
-            other = owner.setdefault(path.name.casefold(), path)
-            if other != path:
-                problems.append(f"{path}: its prediction would be named {path.name}, as that of {other}; a submission holds each image once")
-                continue
-            images.append((path, path.name))
+        if not source.is_dir():
+            locations.append(source)
+            continue
+        folders = [source, *sorted(c for c in source.iterdir() if c.is_dir() and not c.name.startswith("."))]
+        found = [folder for folder in folders if holds_images(folder)]
+        if not found:
+            raise SegtrainError(f"{source}: no images in this folder or its city folders; give leftImg8bit/<split>/, a city folder or image files")
+        locations += found
+    files, problems = collect_images(locations)  # each file once; anything not a regular file is a problem line
+    images: list[tuple[Path, str]] = []
+    owner: dict[str, Path] = {}
+    for path in files:
+        if IMAGE_NAME.match(path.name) is None:
+            problems.append(
+                f"{path}: not a Cityscapes image name (<city>_<seq>_<frame>_leftImg8bit.png, 6-digit numbers); "
+                "the benchmark could not match its prediction to an image"
+            )
+            continue
+        other = owner.setdefault(path.name.casefold(), path)
+        if other != path:
+            problems.append(f"{path}: its prediction would be named {path.name}, as that of {other}; a submission holds each image once")
+            continue
+        images.append((path, path.name))
     return images, problems
 
 

@@ -13,6 +13,7 @@ import math
 from dataclasses import fields
 from pathlib import Path
 
+from segtrain.attention import ATTENTION_KINDS
 from segtrain.errors import RunFileError
 from segtrain.labels import Labels
 from segtrain.model import BACKBONES, MODEL_FORMAT, ModelConfig
@@ -34,8 +35,9 @@ def save_run(logdir: Path, model_config: ModelConfig, labels: Labels, extra: dic
 
 # Keys of segtrain.json's "model" without which no model can be rebuilt (the others have defaults).
 _MODEL_REQUIRED = ("num_classes", "backbone", "output_stride")
-# What a checkpoint's variables (their names and shapes) depend on.
-ARCHITECTURE_KEYS = ("num_classes", "backbone", "depth_multiplier", "output_stride", "aspp", "atrous_rates", "image_pooling", "decoder", "filters")
+# What a checkpoint's variables (their names and shapes) depend on. "aux_loss" is not one: its weight may change
+# on resume (a loss setting), but not whether there is an auxiliary head (0 or not), which check_resumable refuses.
+ARCHITECTURE_KEYS = ("num_classes", "backbone", "depth_multiplier", "output_stride", "aspp", "atrous_rates", "image_pooling", "decoder", "filters", "attention")
 _ARCHITECTURE_FIELDS = frozenset(f.name for f in fields(ModelConfig)) - {"backbone_weights"}
 
 
@@ -79,6 +81,8 @@ _MODEL_CHECKS = {
     "filters": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
     "bn_momentum": (lambda v: v is None or (_is_number(v) and 0 < v < 1), "null or a number in (0, 1)"),
     "weight_init": (lambda v: v in ("deeplab", "keras"), '"deeplab" or "keras"'),
+    "attention": (lambda v: v is None or v in ATTENTION_KINDS, "null or " + ", ".join(f'"{k}"' for k in ATTENTION_KINDS)),
+    "aux_loss": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (0: no auxiliary head)"),
 }
 
 

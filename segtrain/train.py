@@ -31,7 +31,8 @@ from segtrain.fit_eval import FitEvaluator, eval_due, prepare_evaluation
 from segtrain.labels import Labels
 from segtrain.losses import LossConfig, PolyDecay, segmentation_loss
 from segtrain.metrics import class_scores
-from segtrain.model import ModelConfig, build_deeplab, load_backbone_weights
+from segtrain.deeplab_model import build_training
+from segtrain.model import ModelConfig, load_backbone_weights
 from segtrain.optim import loss_regularizer, make_optimizer
 from segtrain.run_file import save_run
 
@@ -71,12 +72,14 @@ class FitConfig:
 
 def make_train_step(
     model: keras.Model, optimizer: keras.optimizers.Optimizer, loss_config: LossConfig, strategy: tf.distribute.Strategy | None = None, xla: bool = False,
-    regularizer: Callable[[], tf.Tensor] | None = None,
+    regularizer: Callable[[], tf.Tensor] | None = None, aux_weight: float = 0.0,
 ) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
     """One optimizer step on a (distributed) batch; returns the loss and the batch's confusion matrix.
 
     regularizer: a term added to the loss that is differentiated (DeepLab's L2, segtrain.optim); the
     returned loss is the data loss without it.
+    aux_weight > 0: model is deeplab_model.build_training's two-output training model, and the data loss is
+    main + aux_weight * auxiliary (the same ignore-masked loss on each); the confusion is the main logits'.
 
     Under MirroredStrategy each replica's loss is the mean over its own valid pixels; dividing by
     the replica count makes the summed gradients those of the mean over replicas.
@@ -89,7 +92,11 @@ def make_train_step(
     def replica_step(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            loss = segmentation_loss(labels, logits, loss_config)
+            if aux_weight > 0:
+                logits, aux_logits = logits
+                loss = segmentation_loss(labels, logits, loss_config) + aux_weight * segmentation_loss(labels, aux_logits, loss_config)
+            else:
+                loss = segmentation_loss(labels, logits, loss_config)
             scaled = (loss if regularizer is None else loss + regularizer()) / replicas
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 scaled = optimizer.scale_loss(scaled)
@@ -189,16 +196,18 @@ def _setup(  # type: ignore[no-untyped-def]
 ) -> _Session:
     """Phase 1: model and optimizer (in the strategy's scope), starting weights, run file, data, step function."""
     with strategy.scope():
-        model = build_deeplab(model_config)
+        model, training_model, aux_layers = build_training(model_config)  # one model unless --aux-loss (deeplab_model)
         if config.sync_batch_norm:
-            for layer in batch_norm_layers(model):
+            for layer in batch_norm_layers(training_model):
                 layer.synchronized = True  # Keras' cross-replica moments (read at call time, before any step is traced)
         schedule = PolyDecay(config.learning_rate, config.steps, warmup_steps=config.warmup_steps)
-        optimizer = make_optimizer(config.optimizer, schedule, model, config.momentum, config.weight_decay)
+        optimizer = make_optimizer(config.optimizer, schedule, training_model, config.momentum, config.weight_decay)
         if keras.mixed_precision.global_policy().compute_dtype == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow unscaled
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    if aux_layers:  # saved beside the model (which eval, predict and export restore alone), so resume continues the head
+        checkpoint.aux_head = tf.train.Checkpoint(**{layer.name.replace(".", "_"): layer for layer in aux_layers if layer.weights})
     manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=3, checkpoint_name="ckpt")
     notes = _starting_weights(model, checkpoint, model_config, config)
     for note in notes:
@@ -211,8 +220,9 @@ def _setup(  # type: ignore[no-untyped-def]
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = shard_policy(files, cluster)
         source = source.with_options(options)
-    regularizer = loss_regularizer(config.optimizer, model, config.weight_decay)
-    train_step = make_train_step(model, optimizer, config.loss_config(labels), strategy, config.xla, regularizer=regularizer)
+    regularizer = loss_regularizer(config.optimizer, training_model, config.weight_decay)
+    aux = {"aux_weight": model_config.aux_loss} if aux_layers else {}
+    train_step = make_train_step(training_model, optimizer, config.loss_config(labels), strategy, config.xla, regularizer=regularizer, **aux)
     # Every worker averages the same batches (one seed), so that all hold the same statistics.
     bn_seed = config.seed + 1 if config.seed is not None else (0 if cluster.multi_worker else None)
     refresh_batch_norm = PreciseBatchNorm(

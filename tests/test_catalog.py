@@ -12,7 +12,7 @@ from PIL import Image
 from segprep import schema
 from segprep.datasets.adapter import ConvertContext, label_policy
 from segprep.datasets.base import LabelRules
-from segprep.datasets.catalog import ADAPTERS, OPTIONS
+from segprep.datasets.catalog import ADAPTERS, OPTIONS, takes
 from segprep.registry import DatasetEntry, load_registry
 
 
@@ -20,7 +20,7 @@ def test_every_adapter_plans_and_every_option_is_read():
     for adapter in ADAPTERS.values():
         assert callable(importlib.import_module(adapter.module).plan), adapter.name
         assert set(adapter.options) <= set(OPTIONS), adapter.name
-    assert {dest for a in ADAPTERS.values() for dest in a.options} == set(OPTIONS)
+    assert {dest for a in ADAPTERS.values() for dest in takes(a)} == set(OPTIONS)  # the class-mapping options: every layout
 
 
 def test_an_option_of_another_layout_is_refused(run_cli, tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, make_folder_dataset
+from conftest import segtrain_runner, REPO, make_folder_dataset
 from faultkit import assert_refused, assert_unchanged, error_lines, snapshot
 from PIL import Image
 
@@ -34,12 +34,7 @@ class Setup:
         self.run_dir = root / "run"
 
     def cli(self, *args: object, registry: Path | None = None):  # type: ignore[no-untyped-def]
-        from segtrain.cli import main
-
-        words = [str(a) for a in args]
-        if words[0] in REGISTRY_COMMANDS:
-            words += ["--registry", str(registry or self.registry)]
-        return CliRunner().invoke(main, words, catch_exceptions=False)
+        return segtrain_runner(registry or self.registry, REGISTRY_COMMANDS)(*args)
 
     def copy_run(self, tmp_path: Path, name: str = "run") -> Path:
         target = tmp_path / name

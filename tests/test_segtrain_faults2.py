@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, make_folder_dataset
+from conftest import segtrain_runner, REPO, make_folder_dataset
 from faultkit import assert_refused, assert_unchanged, error_lines, snapshot
 from PIL import Image
 
@@ -39,12 +39,7 @@ class Setup:
         self.run_dir = root / "run"
 
     def cli(self, *args: object, registry: Path | None = None):  # type: ignore[no-untyped-def]
-        from segtrain.cli import main
-
-        words = [str(a) for a in args]
-        if words[0] in REGISTRY_COMMANDS:
-            words += ["--registry", str(registry or self.registry)]
-        return CliRunner().invoke(main, words, catch_exceptions=False)
+        return segtrain_runner(registry or self.registry, REGISTRY_COMMANDS)(*args)
 
     def subprocess(self, *args: object, registry: Path | None = None) -> SimpleNamespace:
         """segtrain in its own process, killed after TIMEOUT (a hang fails the test, never the suite)."""

@@ -20,7 +20,7 @@ from segprep.cli.common import (
     resolve_workers,
     workers_option,
 )
-from segprep.datasets.catalog import ADAPTERS, OPTIONS, readers_of
+from segprep.datasets.catalog import ADAPTERS, MAPPING_OPTIONS, OPTIONS, readers_of, takes
 from segprep.datasets.adapter import LayoutOption
 
 _CLICK_TYPES: dict[str, Any] = {
@@ -67,6 +67,7 @@ Examples:
   segprep convert pascal_voc_seg --root VOCdevkit --out tfrecords/voc --label-dir SegmentationClassAug
   segprep convert cityscapes --root cityscapes --out tfrecords/cityscapes
   segprep convert cityscapes --root cityscapes --out tfrecords/cityscapes_car --classes car
+  segprep convert camvid --root SegNet/CamVid --out tfrecords/camvid5 --name camvid5 --merge flat=road,pavement --merge vehicle=car,bicyclist --drop pole
   segprep convert kitti_road --root data_road --out tfrecords/kitti_road
   segprep convert ade20k --root ADEChallengeData2016 --out tfrecords/ade20k
   segprep convert labelme --root voc_from_labelme --out tfrecords/mine --name mine
@@ -108,15 +109,21 @@ def convert(
     from segprep.convert import write_layout
     from segprep.datasets.adapter import ConvertContext, OptionError, PrepareError
     from segprep.errors import SegprepError
+    from segprep.datasets.adapter import apply_to_plan
+    from segprep.ops.class_mapping import ClassMappingError
     from segprep.paths import check_output_location
     from segprep.writer import WriterOptions
 
     adapter = ADAPTERS[dataset]
     source = click.get_current_context().get_parameter_source
-    foreign = [OPTIONS[d].flag for d in given if d not in adapter.options and source(d) == ParameterSource.COMMANDLINE]
+    foreign = [OPTIONS[d].flag for d in given if d not in takes(adapter) and source(d) == ParameterSource.COMMANDLINE]
     if foreign:
-        takes = ", ".join(OPTIONS[d].flag for d in adapter.options) or "none"
-        raise click.UsageError(f"{', '.join(foreign)}: not an option of {dataset} (its layout options: {takes})")
+        allowed = ", ".join(OPTIONS[d].flag for d in takes(adapter)) or "none"
+        raise click.UsageError(f"{', '.join(foreign)}: not an option of {dataset} (its layout options: {allowed})")
+    mapping_options = {d: given[d] for d in MAPPING_OPTIONS}
+    mapped = bool(given["merge"] or given["drop"] or (given["classes"] and "classes" not in adapter.options))
+    if given["name"] and "name" not in adapter.options and not mapped:
+        raise click.UsageError(f"--name: {dataset} takes --name only with --classes, --merge or --drop (the new dataset's name)")
     if beam_pipeline_options is not None and runner != "beam":
         raise click.UsageError("--beam-pipeline-options needs --runner beam")
     remote = "://" in out_text
@@ -132,7 +139,8 @@ def convert(
     context = ConvertContext(root, wanted, {d: given[d] for d in adapter.options}, reg, resolve_workers(workers), lambda: progress_bar(quiet))
     try:
         plan = adapter.plan(context)
-    except OptionError as exc:
+        plan = apply_to_plan(plan, reg, mapping_options, classes_taken="classes" in adapter.options)
+    except (OptionError, ClassMappingError) as exc:
         raise click.UsageError(str(exc) if exc.option in str(exc) else f"{exc.option}: {exc}") from None
     except PrepareError as exc:
         fail(exc.lines, str(exc))

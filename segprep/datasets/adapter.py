@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,8 +106,11 @@ def label_policy(entry: DatasetEntry, rules: LabelRules) -> LabelPolicy:
 
     colormap = None
     if rules.colour_coded:
-        rows = resolve_colormap(entry.colormap)[: entry.num_classes]
-        colormap = tuple((int(r), int(g), int(b)) for r, g, b in rows)
+        if rules.colors is not None:  # a class mapping: the labels are drawn in the source dataset's colours
+            colormap = rules.colors
+        else:
+            rows = resolve_colormap(entry.colormap)[: entry.num_classes]
+            colormap = tuple((int(r), int(g), int(b)) for r, g, b in rows)
     return LabelPolicy(
         num_classes=entry.num_classes,
         ignore_label=entry.ignore_label,
@@ -117,3 +120,49 @@ def label_policy(entry: DatasetEntry, rules: LabelRules) -> LabelPolicy:
         extra_colors=tuple((color, entry.ignore_label) for color in rules.void_colors),
         known_values=rules.known_values,
     )
+
+
+def apply_to_plan(plan: ConvertPlan, registry: Registry, options: dict[str, Any], *, classes_taken: bool = False) -> ConvertPlan:
+    """The plan with the mapping the options ask for (classes, merge, drop, name), or the plan unchanged.
+
+    The layout's own label rules are composed with the mapping into one remap, so the writer applies
+    both in one pass; colour-coded labels keep the source's colours. --name names the new dataset,
+    unless the layout read it as the source's name (folder, labelme): then the default name is used.
+    classes_taken: the layout made its own subset of --classes (Cityscapes) and only --merge/--drop are ours.
+    """
+    from segprep.colormaps import resolve_colormap
+    from segprep.ops.class_mapping import ClassMappingError, default_name, mapped_entry, mapping_of_entry, parse_merge, split_names
+
+    classes = [] if classes_taken else split_names(options.get("classes"))
+    merges = parse_merge(list(options.get("merge") or ()))
+    drops = split_names(options.get("drop"))
+    if classes_taken and options.get("classes") and (merges or drops):
+        raise ClassMappingError("--merge" if merges else "--drop", "--classes and --merge/--drop exclude each other")
+    if not (classes or merges or drops):
+        return plan
+    source = plan.entry
+    mapping = mapping_of_entry(source, classes, merges, drops)
+    given = options.get("name")
+    name = given if given and given != source.name else default_name(source.name, classes, mapping)
+    entry = mapped_entry(mapping, name)
+    register = True
+    if name in registry.datasets:
+        known = registry.get(name)
+        if (known.num_classes, list(known.class_names), known.ignore_label) != (entry.num_classes, entry.class_names, entry.ignore_label):
+            raise ClassMappingError("--name", f"--name {name}: the registry's {name!r} has other classes ({', '.join(known.class_names)}); choose another --name")
+        entry, register = known, False  # keep its colours and class weights
+    rules = plan.layout.rules
+    first = list(range(256))
+    for value in rules.void_values:
+        first[value] = source.ignore_label
+    for value, target in rules.remap:
+        first[value] = target
+    second = mapping.table()
+    composed = tuple((v, second[first[v]]) for v in range(256) if second[first[v]] != v)
+    colors = None
+    if rules.colour_coded:
+        colors = rules.colors or tuple((int(r), int(g), int(b)) for r, g, b in resolve_colormap(source.colormap)[: source.num_classes])
+    plan.layout.rules = replace(rules, remap=composed, void_values=(), colors=colors)
+    plan.layout.class_mapping = mapping.record()
+    plan.entry, plan.register = entry, register
+    return plan

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from segprep.errors import SegprepError
 from segprep.fileio import read_regular_file
@@ -37,6 +38,7 @@ class LabelRules:
     colour_coded: bool = False  # RGB labels in the entry's colormap (KITTI road)
     void_colors: tuple[tuple[int, int, int], ...] = ()  # colours that mean "not labelled"
     known_values: tuple[int, ...] | None = None  # the only values a label file may hold (a label table's ids), before any remap
+    colors: tuple[tuple[int, int, int], ...] | None = None  # colour-coded labels drawn in other colours than the entry's (a class mapping: the source's)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class DatasetLayout:
     rules: LabelRules = LabelRules()
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the user should know that is not an error (images in no split)
+    class_mapping: dict[str, Any] | None = None  # --classes/--merge/--drop: recorded in each manifest (parameters.class_mapping)
 
     def problems_for(self, split: str) -> list[Problem]:
         return [p for p in self.problems if p.split == split]

@@ -13,8 +13,10 @@ OPTIONS: dict[str, LayoutOption] = {
     option.dest: option
     for option in (
         LayoutOption("--label-dir", "Label folder (e.g. SegmentationClassAug).", default="SegmentationClass"),
-        LayoutOption("--name", "The dataset's registry name (registered if new); cityscapes --classes: default cityscapes_<classes>."),
-        LayoutOption("--classes", "A subset dataset of these classes (e.g. car or person,rider): 1..k, all others 0."),
+        LayoutOption("--name", "The dataset's registry name (registered if new). With --classes/--merge/--drop: the new dataset's name (default <dataset>_<classes> or <dataset>_merged); folder and labelme read --name as the source's name, so theirs is the default."),
+        LayoutOption("--classes", "A subset dataset of these classes (e.g. car or person,rider): 1..k in this order, all others 0 (background)."),
+        LayoutOption("--merge", "NEW=CLASS,CLASS,... repeatable: a new dataset whose classes are these groups in the order given, then each class in no group under its own name; a group's colour is its first member's.", kind="pairs"),
+        LayoutOption("--drop", "CLASS, repeatable or comma-separated: its pixels become the ignore label (a new dataset without it).", kind="pairs"),
         LayoutOption("--split", "NAME=FRACTION, repeatable (default train=0.9, val=0.1).", kind="pairs"),
         LayoutOption("--seed", "Seed of the random split.", kind="int", default=0),
         LayoutOption("--class-names", "Class names, one a line (default ROOT/class_names.txt).", kind="file"),
@@ -42,6 +44,17 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
+MAPPING_OPTIONS = ("name", "classes", "merge", "drop")
+"""Options every layout takes: a class mapping (segprep.ops.class_mapping) applied to whatever it planned."""
+
+
+def takes(adapter: Adapter) -> tuple[str, ...]:
+    """Every option a layout takes: its own, then the class-mapping ones."""
+    return adapter.options + tuple(d for d in MAPPING_OPTIONS if d not in adapter.options)
+
+
 def readers_of(dest: str) -> list[str]:
-    """The layouts that read an option, in catalog order."""
+    """The layouts that read an option, in catalog order ("every layout" for the class-mapping ones)."""
+    if dest in MAPPING_OPTIONS:
+        return ["every layout"]
     return [name for name, adapter in ADAPTERS.items() if dest in adapter.options]

@@ -115,7 +115,9 @@ def tf1_variables(model: keras.Model) -> dict[str, keras.Variable]:
         if not layer.weights:
             continue
         scope = tf1_scope(layer.name)
-        if isinstance(layer, layers.DepthwiseConv2D):
+        if hasattr(layer, "tf1_variables"):  # a layer of several weights that names them itself (segtrain.attention)
+            table.update(layer.tf1_variables(scope))
+        elif isinstance(layer, layers.DepthwiseConv2D):
             table[f"{scope}/depthwise_weights"] = layer.kernel
         elif isinstance(layer, layers.Conv2D):
             table[f"{scope}/weights"] = layer.kernel

@@ -36,6 +36,8 @@ class FitOptions:
     image_pooling: bool
     decoder: bool
     head_filters: int
+    attention: str | None
+    aux_loss: float
     bn_momentum: float
     backbone_weights: str
     optimizer: str | None
@@ -86,6 +88,8 @@ Examples:
 @click.option("--image-pooling/--no-image-pooling", default=True, show_default=True, help="ASPP's image-level feature (DeepLab's add_image_level_feature; off: the CamVid models of DeepLab's notes).")
 @click.option("--decoder/--no-decoder", default=True, show_default=True, help="DeepLabv3+ decoder from the stride-4 feature.")
 @click.option("--head-filters", type=click.IntRange(min=1), default=256, show_default=True, help="Channels of ASPP's branches and projection and of the decoder's convolutions (DeepLab's 256; the decoder's 48-channel projection of the stride-4 feature stays). Recorded in segtrain.json, so eval, predict, export and resume rebuild the same model.")
+@click.option("--attention", type=click.Choice(["position", "channel", "dual"]), default=None, help="DANet's attention over ASPP's output, before the decoder: position (over pixels), channel (over channels) or dual (both, summed). Its scales start at 0, so a model fine-tuned from a DeepLab checkpoint starts as DeepLab's; its variables (attention/...) are new to any DeepLab checkpoint and start from their initializers in every --init-mode. Recorded in segtrain.json; resume refuses a different one. [default: none]")
+@click.option("--aux-loss", type=FiniteFloat(min=0), default=0.0, show_default=True, metavar="W", help="W > 0: an auxiliary FCN head on the backbone's last feature (3x3 conv-BN-ReLU, 1x1 to the classes) whose ignore-masked loss, times W, is added in training only; eval, predict and export never have it. Its weights are saved in the checkpoints; a resume may change W but not turn the head on or off. 0: none.")
 @click.option("--bn-momentum", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=0.99, show_default=True, help="Batch-norm moving-average momentum (higher suits long runs).")
 @click.option("--backbone-weights", default="none", show_default=True, help="none; a TF1 ImageNet checkpoint (" + ", ".join(f"{b.name}: {b.imagenet_checkpoint}" for b in BACKBONES.values()) + "); for " + ", ".join(b.name for b in BACKBONES.values() if b.keras_imagenet) + " also imagenet (Keras' weights, needs internet) or a keras.applications weights file.")
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default=None, help="sgd: momentum 0.9 (DeepLab's); adamw: Keras' AdamW. Both follow the poly schedule. [default: adamw from scratch (measured: benchmarks/recipe_compare.py), sgd from --init-checkpoint or --backbone-weights (DeepLab's fine-tuning), a resumed logdir's own]")
@@ -202,6 +206,7 @@ def _configs(o: FitOptions, folder: Path, crop: tuple[int, int], labels: Any) ->
     model_config = ModelConfig(
         num_classes=labels.num_classes, backbone=o.backbone, depth_multiplier=o.depth_multiplier, output_stride=int(o.output_stride),
         aspp=o.aspp, image_pooling=o.image_pooling, decoder=o.decoder, bn_momentum=o.bn_momentum, backbone_weights=o.weights, filters=o.head_filters,
+        attention=o.attention, aux_loss=o.aux_loss,
     )
     augment = AugmentConfig(
         crop_height=crop[0], crop_width=crop[1], min_scale=o.min_scale, max_scale=o.max_scale, scale_step=o.scale_step,
