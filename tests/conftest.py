@@ -116,6 +116,16 @@ def segtrain_runner(registry: Path, registry_commands: tuple[str, ...] = ("fit",
     return run
 
 
+def registry_with(registry: Path, out: Path, name: str, names: list[str], **entry: object) -> Path:
+    """out: a copy of the registry file with one more 3-class dataset (YAML flow style is JSON); entry overrides its keys."""
+    import json
+
+    fields = {"num_classes": 3, "ignore_label": 255, "colormap": "pascal", "class_names": names, "class_weights": None, **entry}
+    text = registry.read_text().rstrip("\n") + f"\n  {name}:\n" + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in fields.items())
+    out.write_text(text)
+    return out
+
+
 @pytest.fixture
 def folder_dataset(tmp_path: Path) -> Path:
     return make_folder_dataset(tmp_path / "data")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import segtrain_runner, REPO, make_folder_dataset
+from conftest import registry_with, segtrain_runner, REPO, make_folder_dataset
 from faultkit import assert_refused, assert_unchanged, error_lines, snapshot
 from PIL import Image
 
@@ -72,12 +72,8 @@ def setup(tmp_path_factory) -> Setup:
 
 
 def _registry_with(setup: Setup, tmp_path: Path, name: str, **entry: object) -> Path:
-    """A copy of the module's registry with one more dataset (YAML flow style is JSON)."""
-    path = tmp_path / "registry.yaml"
-    fields = {"num_classes": 3, "ignore_label": 255, "colormap": "pascal", "class_names": ["a", "b", "c"], "class_weights": None, **entry}
-    text = setup.registry.read_text().rstrip("\n") + f"\n  {name}:\n" + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in fields.items())
-    path.write_text(text)
-    return path
+    """A copy of the module's registry with one more dataset."""
+    return registry_with(setup.registry, tmp_path / "registry.yaml", name, ["a", "b", "c"], **entry)
 
 
 def _png(path: Path, array: np.ndarray) -> Path:
